@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package kernels
+
+import "qinfer/host/backend"
+
+// Without assembly every format runs on its pure-Go kernel.
+
+func simdKernel(backend.DType, int) *kernel { return nil }
+
+func simdFeatures() []string { return nil }
