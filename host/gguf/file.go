@@ -90,50 +90,42 @@ func (f *File) Get(key string) (Value, bool) {
 
 // String returns a string metadata value.
 func (f *File) String(key string) (string, bool) {
-	v, _ := f.Get(key)
-	return v.String()
+	return lookup(f, key, Value.String)
 }
 
 // Uint returns an integer metadata value of any type that is not negative.
 func (f *File) Uint(key string) (uint64, bool) {
-	v, _ := f.Get(key)
-	return v.Uint()
+	return lookup(f, key, Value.Uint)
 }
 
 // Int returns an integer metadata value of any type that fits in int64.
 func (f *File) Int(key string) (int64, bool) {
-	v, _ := f.Get(key)
-	return v.Int()
+	return lookup(f, key, Value.Int)
 }
 
 // Float returns an f32 or f64 metadata value.
 func (f *File) Float(key string) (float64, bool) {
-	v, _ := f.Get(key)
-	return v.Float()
+	return lookup(f, key, Value.Float)
 }
 
 // Bool returns a bool metadata value.
 func (f *File) Bool(key string) (bool, bool) {
-	v, _ := f.Get(key)
-	return v.Bool()
+	return lookup(f, key, Value.Bool)
 }
 
 // Strings returns a string array metadata value.
 func (f *File) Strings(key string) ([]string, bool) {
-	v, _ := f.Get(key)
-	return v.Strings()
+	return lookup(f, key, Value.Strings)
 }
 
 // Float32s returns a float array metadata value.
 func (f *File) Float32s(key string) ([]float32, bool) {
-	v, _ := f.Get(key)
-	return v.Float32s()
+	return lookup(f, key, Value.Float32s)
 }
 
 // Int32s returns an integer array metadata value as int32s.
 func (f *File) Int32s(key string) ([]int32, bool) {
-	v, _ := f.Get(key)
-	return v.Int32s()
+	return lookup(f, key, Value.Int32s)
 }
 
 // Architecture returns general.architecture, or "" when it is missing.
@@ -175,4 +167,15 @@ func (f *File) TensorData(t *TensorInfo) ([]byte, error) {
 	}
 	start := f.DataOffset + t.Offset
 	return f.data[start : start+size : start+size], nil
+}
+
+// lookup applies an accessor to key's value; a missing key is (zero, false)
+// whatever the accessor makes of an empty Value.
+func lookup[T any](f *File, key string, get func(Value) (T, bool)) (T, bool) {
+	v, ok := f.Get(key)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return get(v)
 }

@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"bytes"
 	"math"
 	"testing"
 
@@ -163,4 +164,33 @@ func TestValueTypeNames(t *testing.T) {
 	assert.Equal(t, "type(42)", ValueType(42).String())
 	assert.True(t, TypeFloat64.Valid())
 	assert.False(t, ValueType(13).Valid())
+}
+
+func TestFileAccessorsMissingKey(t *testing.T) {
+	b := NewBuilder()
+	b.Set("present.u32", U32(7))
+	var buf bytes.Buffer
+	_, err := b.WriteTo(&buf)
+	require.NoError(t, err)
+	f, err := Parse(buf.Bytes())
+	require.NoError(t, err)
+	v, ok := f.Uint("present.u32")
+	assert.True(t, ok)
+	assert.Equal(t, uint64(7), v)
+	_, ok = f.Uint("absent")
+	assert.False(t, ok, "Uint of a missing key")
+	_, ok = f.Int("absent")
+	assert.False(t, ok, "Int of a missing key")
+	_, ok = f.Float("absent")
+	assert.False(t, ok)
+	_, ok = f.Bool("absent")
+	assert.False(t, ok)
+	_, ok = f.String("absent")
+	assert.False(t, ok)
+	_, ok = f.Strings("absent")
+	assert.False(t, ok)
+	_, ok = f.Float32s("absent")
+	assert.False(t, ok)
+	_, ok = f.Int32s("absent")
+	assert.False(t, ok)
 }
