@@ -88,9 +88,11 @@ type attnState struct {
 	heads      int // query heads
 	group      int // query heads per KV head
 	hd         int
-	tinyKQ     bool
-	tinyKQV    bool
-	nq, nkv    int // elements of q (and dst) and of k (and v), for the profile
+	tinyKQ     bool   // KQ may use tinyBLAS order (shape and type allow)
+	tinyKQV    bool   // KQV may use tinyBLAS order
+	seqCount   []int  // tokens of each sequence in this batch
+	tokMulti   []bool // token's sequence has 2+ tokens in this batch
+	nq, nkv    int    // elements of q (and dst) and of k (and v), for the profile
 
 	nchunks int
 	scratch []attnScratch
@@ -162,8 +164,21 @@ func (c *CPU) attnCheck(dst, q, k, v backend.Tensor, cache backend.KVCache, laye
 	a.hd = hd
 	a.heads = a.q.cols / hd
 	a.group = a.heads / cfg.KVHeads
-	a.tinyKQ = n >= 2 && hd%8 == 0 && cfg.Type == backend.F16
-	a.tinyKQV = n >= 2 && hd%4 == 0
+	// llama.cpp picks its summation order from the number of query
+	// tokens in the ubatch. Deciding it per sequence from that sequence's
+	// own tokens makes a sequence's results independent of what else is
+	// batched with it, and equal to llama.cpp evaluating it alone.
+	a.seqCount = grow(a.seqCount, cfg.Seqs)
+	clear(a.seqCount)
+	a.tokMulti = grow(a.tokMulti, n)
+	for t := 0; t < n; t++ {
+		a.seqCount[a.b.seq[t]]++
+	}
+	for t := 0; t < n; t++ {
+		a.tokMulti[t] = a.seqCount[a.b.seq[t]] >= 2
+	}
+	a.tinyKQ = hd%8 == 0 && cfg.Type == backend.F16
+	a.tinyKQV = hd%4 == 0
 	a.nq = n * a.q.cols
 	a.nkv = n * kvDim
 	return nil
@@ -230,6 +245,8 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 	pos := int(a.b.pos[t])
 	base := kv.rowIndex(a.layer, int(a.b.seq[t]), 0) + (h/a.group)*hd
 	n := pos + 1
+	tinyKQ := a.tinyKQ && a.tokMulti[t]
+	tinyKQV := a.tinyKQV && a.tokMulti[t]
 
 	q := s.q[:hd]
 	copy(q, a.q.row(t)[h*hd:(h+1)*hd])
@@ -249,7 +266,7 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 			for i, x := range kv.k16[off : off+hd] {
 				kr[i] = tab[x]
 			}
-			if a.tinyKQ {
+			if tinyKQ {
 				dot = dotTiny(kr, q)
 			} else {
 				dot = dotVecF16(kr, q)
@@ -268,7 +285,7 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 
 	// KQV: output i accumulates position j in lane j%lanes.
 	lanes := 32
-	if a.tinyKQV {
+	if tinyKQV {
 		lanes = 8
 	}
 	acc := s.acc[:lanes*hd]
@@ -290,10 +307,18 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 	}
 	out := a.d.row(t)[h*hd : (h+1)*hd]
 	for i := range out {
-		if a.tinyKQV {
+		if tinyKQV {
 			out[i] = hsum8((*[8]float32)(acc[i*8 : i*8+8]))
 		} else {
 			out[i] = reduce32((*[32]float32)(acc[i*32 : i*32+32]))
 		}
 	}
+}
+
+// grow returns s with length n, reusing its memory when it is large enough.
+func grow[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]T, n)
 }
