@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"qinfer/fallback/kernels"
+	"qinfer/fallback/rowkernels"
 	"qinfer/host/backend"
 )
 
@@ -25,6 +26,9 @@ type CPU struct {
 	// actq holds activations quantized for a MatMul; it grows to the
 	// largest call seen and is reused.
 	actq []byte
+	// rowActs holds activations quantized per token for row-format
+	// weights, reused the same way.
+	rowActs rowkernels.Acts
 
 	// normW holds an RMSNorm weight as float32.
 	normW []float32

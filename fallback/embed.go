@@ -50,16 +50,11 @@ func (c *CPU) Embed(dst, table backend.Tensor, bt backend.Batch) error {
 // dequantizeRow decodes row r of w into dst (len w.cols).
 func dequantizeRow(w *weightTensor, r int, dst []float32) error {
 	src := w.row(r)
-	if w.typ == backend.W8 {
-		// int8 per element times the row's scale.
-		s := w.rowScales[r]
-		for i := range dst {
-			dst[i] = float32(int8(src[i])) * s
+	if w.rowm != nil {
+		if err := quant.DequantizeRow(w.typ, src, w.rowScales[r], dst); err != nil {
+			return fmt.Errorf("%v row %d: %w", w, r, err)
 		}
 		return nil
-	}
-	if w.typ >= backend.W8 {
-		return fmt.Errorf("%v row %d: dequantizing %v is not supported", w, r, w.typ)
 	}
 	if err := quant.Dequantize(w.typ, src, dst); err != nil {
 		return fmt.Errorf("%v row %d: %w", w, r, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"qinfer/fallback/kernels"
+	"qinfer/fallback/rowkernels"
 	"qinfer/host/backend"
 )
 
@@ -36,11 +37,11 @@ func (c *CPU) MatMul(dst, w, x backend.Tensor) error {
 		return fmt.Errorf("matmul: %v times input %s into destination %s: want input Nx%d and destination Nx%d",
 			wt, shape(xa), shape(d), wt.cols, wt.rows)
 	}
-	if wt.typ >= backend.W8 {
-		return fmt.Errorf("matmul: %v: per-row-scale formats are not supported by the CPU backend", wt)
-	}
 	if err := checkDisjoint(op, d, xa); err != nil {
 		return err
+	}
+	if wt.rowm != nil {
+		return c.matMulRows(d, wt, xa, &st)
 	}
 	ntok := xa.rows
 	arb, err := kernels.ActRowBytes(wt.typ, wt.cols)
@@ -61,6 +62,25 @@ func (c *CPU) MatMul(dst, w, x backend.Tensor) error {
 	st = opStats{
 		bytes: int64(len(wt.data)) + 4*int64(ntok)*int64(wt.cols+wt.rows),
 		ops:   2 * int64(wt.rows) * int64(wt.cols) * int64(ntok),
+		ok:    true,
+	}
+	return nil
+}
+
+// matMulRows runs a row-format weight (W8, FP8, Ternary, Binary): the
+// input quantized per token to int8 (with the weight's static activation
+// scale when it has one), then fallback/rowkernels' exact integer
+// products scaled by row and token scales.
+func (c *CPU) matMulRows(d *activation, wt *weightTensor, xa *activation, st *opStats) error {
+	if err := rowkernels.QuantizeActs(c.pool, xa.data, xa.stride, xa.rows, xa.cols, wt.actScale, &c.rowActs); err != nil {
+		return fmt.Errorf("matmul %v: quantize input %v: %w", wt, xa, err)
+	}
+	if err := rowkernels.MatMul(c.pool, wt.rowm, &c.rowActs, d.data, d.stride); err != nil {
+		return fmt.Errorf("matmul %v: %w", wt, err)
+	}
+	*st = opStats{
+		bytes: int64(len(wt.data)) + 4*int64(wt.rows) + 4*int64(xa.rows)*int64(wt.cols+wt.rows),
+		ops:   2 * int64(wt.rows) * int64(wt.cols) * int64(xa.rows),
 		ok:    true,
 	}
 	return nil

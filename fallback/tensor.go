@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"unsafe"
 
+	"qinfer/fallback/rowkernels"
 	"qinfer/host/backend"
+	"qinfer/host/quant"
 )
 
 // weightTensor is an uploaded weight. data is the caller's slice (usually
@@ -19,7 +21,10 @@ type weightTensor struct {
 	data      []byte
 	rowScales []float32
 	actScale  float32
-	freed     bool
+	// rowm is set for the row formats (W8, FP8, Ternary, Binary): the
+	// weight as fallback/rowkernels multiplies it.
+	rowm  *rowkernels.Matrix
+	freed bool
 }
 
 func (w *weightTensor) DType() backend.DType { return w.typ }
@@ -70,6 +75,12 @@ func (c *CPU) Upload(w *backend.Weight) (backend.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload: weight %s: %w", w.Name, err)
 	}
+	var rowm *rowkernels.Matrix
+	if quant.IsRowFormat(w.Type) {
+		if rowm, err = rowkernels.NewMatrix(w); err != nil {
+			return nil, fmt.Errorf("upload: %w", err)
+		}
+	}
 	return &weightTensor{
 		name:      w.Name,
 		typ:       w.Type,
@@ -79,6 +90,7 @@ func (c *CPU) Upload(w *backend.Weight) (backend.Tensor, error) {
 		data:      w.Data,
 		rowScales: w.RowScales,
 		actScale:  w.ActScale,
+		rowm:      rowm,
 	}, nil
 }
 
@@ -175,7 +187,7 @@ func (c *CPU) Free(t any) error {
 		if x.freed {
 			return fmt.Errorf("free: %v already freed", x)
 		}
-		x.freed, x.data, x.rowScales = true, nil, nil
+		x.freed, x.data, x.rowScales, x.rowm = true, nil, nil, nil
 	case *activation:
 		if x.freed {
 			return fmt.Errorf("free: %v already freed", x)

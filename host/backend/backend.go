@@ -28,7 +28,7 @@ type Weight struct {
 	RowScales []float32
 	// ActScale, when > 0, is a static (calibrated) activation scale for
 	// the input of this weight: activations are quantized with it instead
-	// of their own range. Only W8 uses it.
+	// of their own range. Row formats (W8, FP8, Ternary, Binary) use it.
 	ActScale float32
 }
 

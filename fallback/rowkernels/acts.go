@@ -1,0 +1,199 @@
+package rowkernels
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"qinfer/fallback/kernels"
+	"qinfer/host/quant"
+)
+
+// Acts holds activations quantized per token to int8 for the row formats:
+// ntok rows of cols codes with one scale each (docs/formats.md). Its
+// buffers are reused by the next QuantizeActs, so a backend keeps one.
+type Acts struct {
+	ntok, cols int
+	q          []int8
+	// u is q XOR 0x80 (q+128 as unsigned), what VPDPBUSD takes; filled
+	// only for the VNNI kernels.
+	u      []int8
+	hasU   bool
+	scales []float32
+	// tiles holds the unsigned codes in the 16-token tile layout of
+	// gemmTok16VNNI: per tile of 16 tokens, per group of 4 columns, the 4
+	// bytes of each token (64 bytes); tokens past ntok are zero. tileXS
+	// is the scales padded to whole tiles. Built on first use.
+	tiles    []int8
+	tileXS   []float32
+	hasTiles bool
+}
+
+// Tokens is the number of quantized rows.
+func (a *Acts) Tokens() int { return a.ntok }
+
+// Cols is the row length.
+func (a *Acts) Cols() int { return a.cols }
+
+// Row returns token t's codes (shared with a; do not keep across calls).
+func (a *Acts) Row(t int) []int8 { return a.q[t*a.cols : (t+1)*a.cols] }
+
+// Scale returns token t's scale.
+func (a *Acts) Scale(t int) float32 { return a.scales[t] }
+
+func (a *Acts) resize(ntok, cols int) {
+	n := ntok * cols
+	if cap(a.q) < n {
+		a.q = make([]int8, n)
+	}
+	if cap(a.scales) < ntok {
+		a.scales = make([]float32, ntok)
+	}
+	a.q, a.scales = a.q[:n], a.scales[:ntok]
+	a.ntok, a.cols, a.hasU, a.hasTiles = ntok, cols, false, false
+}
+
+// ensureTiles builds the 16-token tiles (cols must be a multiple of 4).
+func (a *Acts) ensureTiles(p *kernels.Pool) {
+	if a.hasTiles {
+		return
+	}
+	ntiles := (a.ntok + 15) / 16
+	ng := a.cols / 4
+	n := ntiles * ng * 64
+	if cap(a.tiles) < n {
+		a.tiles = make([]int8, n)
+	}
+	if cap(a.tileXS) < 16*ntiles {
+		a.tileXS = make([]float32, 16*ntiles)
+	}
+	a.tiles, a.tileXS = a.tiles[:n], a.tileXS[:16*ntiles]
+	clear(a.tileXS[copy(a.tileXS, a.scales):])
+	p.For(ntiles, 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&a.tiles[i*ng*64])), ng*16)
+			for t := 0; t < 16; t++ {
+				tok := 16*i + t
+				if tok >= a.ntok {
+					for g := 0; g < ng; g++ {
+						dst[16*g+t] = 0
+					}
+					continue
+				}
+				src := unsafe.Slice((*uint32)(unsafe.Pointer(&a.q[tok*a.cols])), ng)
+				for g, v := range src {
+					dst[16*g+t] = v ^ 0x80808080
+				}
+			}
+		}
+	})
+	a.hasTiles = true
+}
+
+func (a *Acts) growU() {
+	if cap(a.u) < len(a.q) {
+		a.u = make([]int8, len(a.q))
+	}
+	a.u = a.u[:len(a.q)]
+}
+
+// ensureU fills the unsigned copy the VNNI kernels read, when the
+// activations were quantized while those kernels were off.
+func (a *Acts) ensureU() {
+	if !a.hasU {
+		a.growU()
+		flip(a.q, a.u)
+		a.hasU = true
+	}
+}
+
+// flip writes q+128 as unsigned bytes (q XOR 0x80).
+func flip(q, u []int8) {
+	for i, v := range q {
+		u[i] = v ^ -128
+	}
+}
+
+// QuantizeActs quantizes ntok activation rows of cols floats (row t at
+// x[t*stride:]) into a, per token: with the token's own range (dynamic)
+// when static is 0, otherwise with the fixed scale static. The codes and
+// scales are bit-identical to quant.QuantizeTokenInt8 and
+// quant.QuantizeTokenInt8Static. Tokens are split over p.
+func QuantizeActs(p *kernels.Pool, x []float32, stride, ntok, cols int, static float32, a *Acts) error {
+	if p == nil || a == nil {
+		return fmt.Errorf("rowkernels: quantize activations: nil pool or destination")
+	}
+	if ntok <= 0 || cols <= 0 || stride < cols {
+		return fmt.Errorf("rowkernels: quantize activations: %d tokens of %d with stride %d", ntok, cols, stride)
+	}
+	if need := (ntok-1)*stride + cols; len(x) < need {
+		return fmt.Errorf("rowkernels: quantize activations: %d tokens of %d with stride %d need %d floats, have %d", ntok, cols, stride, need, len(x))
+	}
+	if static != 0 {
+		if err := quant.CheckActScale(static); err != nil {
+			return fmt.Errorf("rowkernels: quantize activations: %w", err)
+		}
+	}
+	a.resize(ntok, cols)
+	_, unsigned := simdBlock()
+	if unsigned {
+		a.growU()
+	}
+	grain := max(1, 16384/cols)
+	p.For(ntok, grain, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			q := a.q[t*cols : (t+1)*cols]
+			a.scales[t] = quantToken(x[t*stride:t*stride+cols], static, q)
+			if unsigned {
+				flip(q, a.u[t*cols:(t+1)*cols])
+			}
+		}
+	})
+	a.hasU = unsigned
+	return nil
+}
+
+// quantToken quantizes one token and returns its scale.
+func quantToken(x []float32, static float32, q []int8) float32 {
+	var id, scale float32
+	if static != 0 {
+		id, scale = 1/static, static
+	} else {
+		amax := absMax(x)
+		var ok bool
+		id, ok = quant.TokenInvScale(amax)
+		if !ok {
+			clear(q)
+			return 0
+		}
+		scale = amax / 127
+	}
+	done := quantPrefix(x, id, q)
+	quantTail(x[done:], id, q[done:])
+	return scale
+}
+
+// absMax is max|x| as the reference computes it: NaN if any element is.
+func absMax(x []float32) float32 {
+	bits, done := absMaxBits(x)
+	m := math.Float32frombits(bits)
+	for _, v := range x[done:] {
+		m = max(m, float32(math.Abs(float64(v))))
+	}
+	return m
+}
+
+// quantTail is the reference rounding (quant.QuantizeTokenInt8) for the
+// elements the SIMD kernel leaves.
+func quantTail(x []float32, id float32, q []int8) {
+	for i, v := range x {
+		p := v * id
+		if !(p > -127) {
+			p = -127
+		}
+		if !(p < 127) {
+			p = 127
+		}
+		q[i] = int8(math.RoundToEven(float64(p)))
+	}
+}

@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package rowkernels
+
+import "testing"
+
+// featureCases runs fn once: without assembly there is nothing to switch.
+func featureCases(t *testing.T, fn func(t *testing.T)) {
+	t.Run("purego", fn)
+}
