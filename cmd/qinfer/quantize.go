@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"qinfer/host/gguf"
+	"qinfer/host/quantize"
+)
+
+func init() {
+	register(&command{
+		name:  "quantize",
+		usage: "IN.gguf OUT.gguf --type T [--method dynamic|static|mixed] [--calib TEXT] [--budget size=N|kld=X] [--keep PATTERN=TYPE ...]",
+		short: "quantize an F32/F16/BF16 model: llama.cpp's types (byte-identical), W8, FP8, ternary, binary; static and mixed methods",
+		run:   runQuantize,
+	})
+}
+
+// keepFlags collects repeated --keep PATTERN=TYPE rules.
+type keepFlags []quantize.Keep
+
+func (k *keepFlags) String() string {
+	var s []string
+	for _, r := range *k {
+		s = append(s, r.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func (k *keepFlags) Set(v string) error {
+	r, err := quantize.ParseKeep(v)
+	if err != nil {
+		return err
+	}
+	*k = append(*k, r)
+	return nil
+}
+
+func runQuantize(env *cliEnv, args []string) error {
+	c := commands["quantize"]
+	fs := newFlagSet(env, c)
+	typ := fs.String("type", "", "output type: "+strings.Join(quantize.FileTypeNames(), ", ")+" (Q4_K, Q5_K: the _M mixes; FP8: FP8_E4M3)")
+	method := fs.String("method", "dynamic", "dynamic (weights only), static (calibrated activation scales, row formats) or mixed (per-tensor precision from measured sensitivity)")
+	calib := fs.String("calib", "", "calibration text `FILE` for static and mixed (use a text other than the one you evaluate on)")
+	budget := fs.String("budget", "", "mixed: size=N[B|KB|MB|GB|KiB|MiB|GiB] of tensor data (MiB when no unit), or kld=X nats per token")
+	var keep keepFlags
+	fs.Var(&keep, "keep", "force tensors matching a glob to a type, `PATTERN=TYPE` (repeatable; the last match wins), e.g. 'blk.*.ffn_down.weight=Q6_K'")
+	observer := fs.String("observer", "minmax", "static: activation scale observer, minmax, percentile or mse")
+	percentile := fs.Float64("percentile", 99.99, "static: the percentile observer's percentile")
+	ladder := fs.String("ladder", "", "mixed: comma-separated types a tensor may be raised to (default: --type's, Q8_0 or W8, F16)")
+	outliers := fs.Float64("outlier-threshold", 6, "mixed: LLM.int8() threshold: a tensor whose input has channels beyond it stays at the top of the ladder (0: off)")
+	calibCtx := fs.Int("calib-ctx", 0, "calibration chunk length in tokens (0: min(128, the model's context))")
+	calibTokens := fs.Int("calib-tokens", 512, "calibration tokens used at most")
+	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	return withCommon(env, fs, args, func(pos []string) error {
+		if len(pos) != 2 {
+			return usagef("want IN.gguf OUT.gguf, got %d arguments", len(pos))
+		}
+		opt, err := quantizeOptions(*typ, *method, *calib, *budget, *observer, *ladder, *percentile, *outliers)
+		if err != nil {
+			return err
+		}
+		opt.Keep = keep
+		opt.Calib.Ctx, opt.Calib.MaxTokens = *calibCtx, *calibTokens
+		opt.Threads = *threads
+		in, err := gguf.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+
+		bar := newBar(env, "quantize")
+		rep, err := quantize.Quantize(in, pos[1], opt, bar.update)
+		bar.finish()
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(env.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(jsonReport(pos[1], rep))
+		}
+		printQuantize(env.stdout, pos[0], pos[1], rep, env.quiet)
+		return nil
+	})
+}
+
+// quantizeOptions turns the flags into options, as usage errors.
+func quantizeOptions(typ, method, calib, budget, observer, ladder string, percentile, outliers float64) (quantize.Options, error) {
+	var opt quantize.Options
+	if typ == "" {
+		return opt, usagef("no --type: want one of %s", strings.Join(quantize.FileTypeNames(), ", "))
+	}
+	ft, err := quantize.ParseFileType(typ)
+	if err != nil {
+		return opt, usagef("--type: %v", err)
+	}
+	opt.Type = ft
+	if opt.Method, err = quantize.ParseMethod(method); err != nil {
+		return opt, usagef("--method: %v", err)
+	}
+	if budget != "" {
+		if opt.Budget, err = quantize.ParseBudget(budget); err != nil {
+			return opt, usagef("--budget: %v", err)
+		}
+	}
+	if opt.Calib.Observer, err = quantize.ParseObserver(observer); err != nil {
+		return opt, usagef("--observer: %v", err)
+	}
+	opt.Calib.Percentile = percentile
+	if ladder != "" {
+		if opt.Ladder, err = quantize.ParseLadder(ladder); err != nil {
+			return opt, usagef("--ladder: %v", err)
+		}
+	}
+	opt.OutlierThreshold = outliers
+	if outliers == 0 {
+		opt.OutlierThreshold = -1
+	}
+	if calib != "" {
+		text, err := os.ReadFile(calib)
+		if err != nil {
+			return opt, fmt.Errorf("calibration text: %w", err)
+		}
+		opt.Calibration = string(text)
+	}
+	return opt, nil
+}
+
+// bar is a progress bar on a terminal, and nothing otherwise (a pipe, a
+// file, --quiet).
+type bar struct {
+	pb *progressbar.ProgressBar
+}
+
+func newBar(env *cliEnv, desc string) *bar {
+	f, ok := env.stderr.(*os.File)
+	if env.quiet || !ok || !term.IsTerminal(int(f.Fd())) {
+		return &bar{}
+	}
+	return &bar{pb: progressbar.NewOptions(1,
+		progressbar.OptionSetWriter(f),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionThrottle(100_000_000), // 100 ms
+	)}
+}
+
+// update follows a total that grows as the phases learn their size.
+func (b *bar) update(done, total int) {
+	if b.pb == nil || total <= 0 {
+		return
+	}
+	if b.pb.GetMax() != total {
+		b.pb.ChangeMax(total)
+	}
+	_ = b.pb.Set(done)
+}
+
+func (b *bar) finish() {
+	if b.pb != nil {
+		_ = b.pb.Finish()
+	}
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// printQuantize writes the human-readable report: per-tensor decisions
+// (unless quiet), the calibration and the plan.
+func printQuantize(w io.Writer, in, out string, rep *quantize.Report, quiet bool) {
+	if !quiet {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "tensor\tshape\ttype\tsize\twhy")
+		for _, t := range rep.Tensors {
+			to := t.To.String()
+			if t.To != t.From {
+				to = t.From.String() + " -> " + to
+			}
+			if t.ActScale > 0 {
+				to += fmt.Sprintf(" (act scale %.4g)", t.ActScale)
+			}
+			fmt.Fprintf(tw, "%s\t%v\t%s\t%.3f MiB\t%s\n", t.Name, t.Dims, to, mib(t.Bytes), t.Reason)
+		}
+		tw.Flush()
+	}
+	if c := rep.Calibration; c != nil {
+		fmt.Fprintf(w, "calibration: %d of %d tokens in %d chunks of %d, observer %s\n", c.Tokens, c.TextTokens, c.Chunks, c.Ctx, c.Observer)
+	}
+	if p := rep.Plan; p != nil {
+		printPlan(w, p)
+	}
+	fmt.Fprintf(w, "%s: %s (%s), %.3f MiB -> %.3f MiB of tensors, %.2f bits per weight\n",
+		out, rep.Type, rep.Method, mib(rep.InputBytes), mib(rep.OutputBytes), rep.BitsPerWeight())
+}
+
+func printPlan(w io.Writer, p *quantize.Plan) {
+	fmt.Fprintf(w, "mixed plan (budget %s, ladder %s, %d calibration tokens):\n", p.Budget, strings.Join(p.Ladder, ","), p.Tokens)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  tensor\tchosen\tKLD alone by type\toutlier channels")
+	for _, t := range p.Tensors {
+		var opts []string
+		for _, o := range t.Options {
+			opts = append(opts, fmt.Sprintf("%s %.3g", o.Type, o.KLD))
+		}
+		out := ""
+		if t.Outliers > 0 {
+			out = fmt.Sprint(t.Outliers)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.Name, t.Type, strings.Join(opts, ", "), out)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "plan: %.3f MiB of tensors, KLD estimated %.4g (sum over tensors), measured %.4g (whole model, calibration text)\n",
+		mib(p.Bytes), p.EstimatedKLD, p.MeasuredKLD)
+}
+
+// jsonReport is the report with type names instead of numbers.
+func jsonReport(out string, rep *quantize.Report) any {
+	type tensor struct {
+		Name     string   `json:"name"`
+		Dims     []uint64 `json:"dims"`
+		From     string   `json:"from"`
+		To       string   `json:"to"`
+		Bytes    int64    `json:"bytes"`
+		Reason   string   `json:"reason"`
+		ActScale float32  `json:"act_scale,omitempty"`
+	}
+	r := struct {
+		File          string                `json:"file"`
+		Type          string                `json:"type"`
+		Method        string                `json:"method"`
+		InputBytes    int64                 `json:"input_bytes"`
+		OutputBytes   int64                 `json:"output_bytes"`
+		Params        int64                 `json:"params"`
+		BitsPerWeight float64               `json:"bits_per_weight"`
+		Tensors       []tensor              `json:"tensors"`
+		Calibration   *quantize.CalibReport `json:"calibration,omitempty"`
+		Plan          *quantize.Plan        `json:"plan,omitempty"`
+	}{File: out, Type: rep.Type, Method: rep.Method.String(), InputBytes: rep.InputBytes, OutputBytes: rep.OutputBytes,
+		Params: rep.Params, BitsPerWeight: rep.BitsPerWeight(), Calibration: rep.Calibration, Plan: rep.Plan}
+	for _, t := range rep.Tensors {
+		r.Tensors = append(r.Tensors, tensor{t.Name, t.Dims, t.From.String(), t.To.String(), t.Bytes, t.Reason, t.ActScale})
+	}
+	return r
+}
