@@ -61,21 +61,49 @@ cmd_bench() {
 	bin/qinfer bench "$@"
 }
 
+# gpu-check: the GPU machine has no Go, so the cuda and host/engine tests
+# are built here (CGO_ENABLED=0: the real driver through purego, no
+# emulator) into bin/, with the llama.cpp test files they read copied to carry/
+# (both gitignored), and tools/gpu-check.sh runs them there with
+# QINFER_REQUIRE_GPU=1 and writes a report. With a GPU here, it runs now.
+# GPU_CHECK_MODELS picks the models to carry (the GPU runner carries at
+# most 64 MiB; tiny-f32 alone is 17 MiB and is left out by default).
 cmd_gpu_check() {
-	export QINFER_REQUIRE_GPU=1
-	$GO test -count=1 -v -run 'GPU|Parity|CUDA|Device' ./cuda/... ./host/engine/...
-	$GO test -run '^$' -bench . -benchtime "${BENCHTIME:-50x}" ./cuda/...
+	mkdir -p bin carry
+	CGO_ENABLED=0 $GO test -c -ldflags='-s -w' -o bin/cuda.test ./cuda
+	CGO_ENABLED=0 $GO test -c -ldflags='-s -w' -o bin/engine.test ./host/engine
+	local models=${GPU_CHECK_MODELS:-tiny-F16 tiny-Q8_0 tiny-Q4_0 gqa-Q8_0 gqa-Q4_0}
+	local src=$QINFER_TESTDATA/llamacpp dst=carry/testdata/llamacpp m
+	rm -rf carry/testdata
+	mkdir -p "$dst/refs"
+	for m in $models; do
+		[ -f "$src/$m.gguf" ] || die "gpu-check: $src/$m.gguf not found (set QINFER_TESTDATA)"
+		cp "$src/$m.gguf" "$dst/"
+		cp "$src/refs/$m".* "$dst/refs/"
+	done
+	echo "gpu-check: bin/cuda.test, bin/engine.test and carry/testdata ($(du -sh bin/cuda.test bin/engine.test carry | awk '{print $1}' | paste -sd+)) ready"
+	if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+		QINFER_TESTDATA=$(pwd)/carry/testdata tools/gpu-check.sh "$@"
+	else
+		echo "gpu-check: no GPU here; run tools/gpu-check.sh on the GPU machine with bin/ and carry/ (it needs no Go)"
+	fi
 }
 
 cmd_kernels() {
 	command -v nvcc >/dev/null || die "nvcc not found: install Debian's non-free nvidia-cuda-toolkit (see README)"
+	command -v ptxas >/dev/null || die "ptxas not found (it comes with nvcc)"
 	local nvcc_major
 	nvcc_major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
 	mkdir -p kernels/ptx
-	local src base hash out arch
+	local tmp
+	tmp=$(mktemp -d)
+	local src base hash out arch target spilled="" failed=""
 	for src in kernels/*.cu; do
 		base=$(basename "$src" .cu)
-		hash=$(sha256sum "$src" | cut -d' ' -f1)
+		# The hash covers the source and the local headers it includes, in
+		# order (kernels.SourceHash), so a header change marks its PTX stale.
+		# shellcheck disable=SC2046
+		hash=$(cat "$src" $(sed -n 's|^#include "\(.*\)"|kernels/\1|p' "$src") | sha256sum | cut -d' ' -f1)
 		# Each source lists the virtual architectures it targets in a line
 		# "// qinfer-arch: compute_61 compute_80"; sm_90a kernels need nvcc >= 12.
 		for arch in $(sed -n 's#^// qinfer-arch: ##p' "$src"); do
@@ -84,19 +112,45 @@ cmd_kernels() {
 				continue
 			fi
 			out=kernels/ptx/$base.$arch.ptx
-			nvcc -ptx -O3 -arch="$arch" -o "$out.tmp" "$src"
-			{ echo "// qinfer-source-sha256: $hash"; cat "$out.tmp"; } >"$out"
-			rm -f "$out.tmp"
+			nvcc -ptx -O3 -std=c++17 -arch="$arch" -o "$tmp/$base.ptx" "$src" || { rm -rf "$tmp"; die "nvcc failed on $src for $arch"; }
+			{ echo "// qinfer-source-sha256: $hash"; cat "$tmp/$base.ptx"; } >"$out"
 			echo "wrote $out"
-			local sm=${arch/compute_/sm_}
-			for target in sm_80 sm_90; do
-				[ "${sm%a}" \> "$target" ] && continue
-				echo "  ptxas $target:"
-				ptxas -v -arch="$target" -o /dev/null "$out" 2>&1 |
-					sed -n 's/.*Compiling entry function .\([^'"'"']*\).*/    \1/p; s/.*Used \([0-9]*\) registers.*/      registers \1/p; s/.*\([0-9]* bytes spill stores\).*/      \1/p'
+			# Assemble each variant for the devices that load it (kernels.Select):
+			# compute_61 on Pascal to Turing, compute_80 on Ampere and Hopper.
+			local targets="sm_80 sm_90"
+			[ "$arch" = compute_61 ] && targets="sm_61 sm_75"
+			for target in $targets; do
+				if ! ptxas -v -arch="$target" -o /dev/null "$out" 2>"$tmp/ptxas.log"; then
+					cat "$tmp/ptxas.log" >&2
+					failed="$failed $out@$target"
+					continue
+				fi
+				# ptxas prints per entry: "Compiling entry function 'f'",
+				# "N bytes stack frame, S bytes spill stores, L bytes spill
+				# loads", "Used R registers, M bytes smem".
+				awk -v t="$target" -v f="$out" '
+					/Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); name = substr($0, RSTART + 1, RLENGTH - 2) }
+					/bytes spill stores/ { for (i = 1; i <= NF; i++) { if ($(i+1) == "bytes" && $(i+2) == "spill" && $(i+3) == "stores,") st = $i; if ($(i+1) == "bytes" && $(i+2) == "spill" && $(i+3) == "loads") ld = $i } }
+					/Used [0-9]+ registers/ {
+						regs = ""; smem = 0
+						for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^registers,?$/) regs = $i; if ($(i+1) == "bytes" && $(i+2) ~ /^smem/) smem = $i }
+						printf "  %-6s %-24s regs %3s  spill %s/%s  smem %6s%s\n", t, name, regs, st, ld, smem, (st + ld > 0 ? "  SPILLS" : "")
+					}' "$tmp/ptxas.log" | sort -k2 | tee "$tmp/report"
+				# Spills in the hot kernels (GEMV, GEMM, attention) are bugs.
+				spilled="$spilled$(awk '/SPILLS/ && $2 ~ /^qi_(gemv|gemm|attn)_/ { printf " %s@%s", $2, $1 }' "$tmp/report")"
 			done
 		done
 	done
+	rm -rf "$tmp"
+	# The emulator (kernels/emu) compiles ../*.cu, which the go command does
+	# not hash: this header changes with them, so it rebuilds.
+	hash=$(cat kernels/*.cu kernels/*.cuh | sha256sum | cut -d' ' -f1)
+	printf '%s\n' "// Generated by ./build.sh kernels: the SHA-256 of kernels/*.cu then kernels/*.cuh," \
+		"// so that the go command rebuilds the emulator when a kernel source changes." \
+		"#define QI_EMU_SOURCES \"$hash\"" >kernels/emu/sources.h
+	[ -z "$failed" ] || die "ptxas failed:$failed"
+	[ -z "$spilled" ] || die "register spills in hot kernels:$spilled"
+	echo "ptxas: clean (no errors, no spills in hot kernels)"
 }
 
 sub=${1:-}

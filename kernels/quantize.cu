@@ -1,0 +1,155 @@
+// qinfer-arch: compute_61 compute_80
+//
+// Activation quantization: F32 activation rows (a view: row stride ldx
+// floats) into the format a weight type's dot product reads. DESIGN.md
+// decision 5: the GPU quantizes exactly as the CPU (quant.QuantizeActivations)
+// does, so integer sums agree bit for bit.
+//
+// Output layouts (one token per row, rows contiguous):
+//   Q8_0 (for Q8_0, Q4_0 weights): xq int8 [ntok][kpad], xd float [ntok][kpad/32];
+//     the scale is stored as its fp16-rounded value, as the CPU reads it.
+//   Q8_K (for K-quant weights):    xq int8 [ntok][cols], xd float [ntok][cols/256],
+//     xbs int16 [ntok][cols/16] (sums of 16 quants).
+//   W8 (per-token int8):           xq int8 [ntok][kpad], xd float [ntok].
+//   F16, F32:                      [ntok][kpad] halves or floats.
+// Columns from cols up to kpad are zero (and so are their scales), so the
+// matrix kernels can run whole tiles without a tail.
+#include "common.cuh"
+
+// qi_quant_q8_0 is llama.cpp's AVX2 quantize_row_q8_0: d = amax/127 (kept
+// as fp16), id = 127/amax (0 for an all-zero block), q = x*id rounded half
+// to even, saturated to int8.
+// Grid (ceil(kpad/256), ntok), 256 threads: warp w of block x quantizes
+// block 8x+w of token y.
+QI_ENTRY(256) qi_quant_q8_0(const float* x, i64 ldx, i64 cols, i64 kpad, int8_t* xq, float* xd) {
+  const i64 t = blockIdx.y;
+  const i64 b = (i64)blockIdx.x * 8 + qi_warp();
+  if (b * 32 >= kpad) return;
+  const int lane = qi_lane();
+  int8_t* q = xq + t * kpad + b * 32;
+  float* d = xd + t * (kpad / 32) + b;
+  if (b * 32 >= cols) {
+    q[lane] = 0;
+    if (lane == 0) *d = 0.0f;
+    return;
+  }
+  const float v = x[t * ldx + b * 32 + lane];
+  const float amax = qi_warp_max(fabsf(v));
+  const float id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+  const int qv = __float2int_rn(__fmul_rn(v, id));
+  q[lane] = (int8_t)max(-128, min(127, qv));
+  if (lane == 0) *d = qi_round_h(__fdiv_rn(amax, 127.0f));
+}
+
+// qi_quant_q8_k is quantize_row_q8_K_ref: the element of largest magnitude
+// (the first on ties) gives iscale = -127/max, q = nearest(iscale*x)
+// capped at 127, d = 1/iscale, and the sums of each 16 quants.
+// Grid (ceil(cols/2048), ntok), 256 threads: warp w of block x quantizes
+// super-block 8x+w of token y; lane l holds elements l+32i, i < 8.
+QI_ENTRY(256) qi_quant_q8_k(const float* x, i64 ldx, i64 cols, int8_t* xq, float* xd, int16_t* xbs) {
+  const i64 t = blockIdx.y;
+  const i64 sb = (i64)blockIdx.x * 8 + qi_warp();
+  if (sb * 256 >= cols) return;
+  const int lane = qi_lane();
+  const float* src = x + t * ldx + sb * 256;
+  float v[8];
+  float amax = 0.0f;
+  int idx = 0x7fffffff;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    v[i] = src[lane + 32 * i];
+    const float a = fabsf(v[i]);
+    if (amax < a) {
+      amax = a;
+      idx = lane + 32 * i;
+    }
+  }
+  // Largest magnitude, the lowest element index among equals.
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) {
+    const float oa = qi_shfl_xor(amax, m);
+    const int oi = qi_shfl_xor(idx, m);
+    if (oa > amax || (oa == amax && oi < idx)) {
+      amax = oa;
+      idx = oi;
+    }
+  }
+  int8_t* q = xq + t * cols + sb * 256;
+  int16_t* bs = xbs + t * (cols / 16) + sb * 16;
+  if (amax == 0.0f) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) q[lane + 32 * i] = 0;
+    if (lane < 16) bs[lane] = 0;
+    if (lane == 0) xd[t * (cols / 256) + sb] = 0.0f;
+    return;
+  }
+  const float maxv = src[idx];
+  const float iscale = __fdiv_rn(-127.0f, maxv);
+  int qv[8];
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    qv[i] = min(127, __float2int_rn(__fmul_rn(iscale, v[i])));
+    q[lane + 32 * i] = (int8_t)qv[i];
+  }
+  // Element lane+32i belongs to sum 2i + lane/16: reduce over half-warps.
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    int s = qv[i];
+#pragma unroll
+    for (int m = 8; m > 0; m >>= 1) s += qi_shfl_xor(s, m);
+    if ((lane & 15) == 0) bs[2 * i + lane / 16] = (int16_t)s;
+  }
+  if (lane == 0) xd[t * (cols / 256) + sb] = __fdiv_rn(1.0f, iscale);
+}
+
+// qi_quant_w8 quantizes each token to int8 with one scale: d = amax/127
+// and q = x*(127/amax) rounded half to even, or, when act_scale > 0 (a
+// calibrated static scale), d = act_scale and q = x*(1/act_scale); q is
+// clamped to [-127, 127] so that the format stays symmetric.
+// Grid (ntok), 256 threads.
+QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act_scale, int8_t* xq, float* xd) {
+  __shared__ float red[8];
+  const i64 t = blockIdx.x;
+  const float* src = x + t * ldx;
+  float id, d;
+  if (act_scale > 0.0f) {
+    d = act_scale;
+    id = __fdiv_rn(1.0f, act_scale);
+  } else {
+    float amax = 0.0f;
+    for (i64 k = threadIdx.x; k < cols; k += 256) amax = fmaxf(amax, fabsf(src[k]));
+    amax = qi_warp_max(amax);
+    if (qi_lane() == 0) red[qi_warp()] = amax;
+    QI_SYNC();
+    amax = red[0];
+#pragma unroll
+    for (int w = 1; w < 8; w++) amax = fmaxf(amax, red[w]);
+    d = __fdiv_rn(amax, 127.0f);
+    id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+  }
+  int8_t* q = xq + t * kpad;
+  for (i64 k = threadIdx.x; k < kpad; k += 256) {
+    int qv = 0;
+    if (k < cols) qv = max(-127, min(127, __float2int_rn(__fmul_rn(src[k], id))));
+    q[k] = (int8_t)qv;
+  }
+  if (threadIdx.x == 0) xd[t] = d;
+}
+
+// qi_convert_f16 rounds activations to halves (F16 weights multiply F16
+// activations, as llama.cpp's vec_dot_f16). Grid (ceil(kpad/256), ntok).
+QI_ENTRY(256) qi_convert_f16(const float* x, i64 ldx, i64 cols, i64 kpad, uint16_t* out) {
+  const i64 t = blockIdx.y;
+  const i64 k = (i64)blockIdx.x * 256 + threadIdx.x;
+  if (k >= kpad) return;
+  out[t * kpad + k] = k < cols ? qi_f2h(x[t * ldx + k]) : (uint16_t)0;
+}
+
+// qi_convert_f32 copies activations into an aligned, zero-padded buffer.
+// Grid (ceil(kpad/256), ntok).
+QI_ENTRY(256) qi_convert_f32(const float* x, i64 ldx, i64 cols, i64 kpad, float* out) {
+  const i64 t = blockIdx.y;
+  const i64 k = (i64)blockIdx.x * 256 + threadIdx.x;
+  if (k >= kpad) return;
+  out[t * kpad + k] = k < cols ? x[t * ldx + k] : 0.0f;
+}
