@@ -23,7 +23,13 @@ type commonFlags struct {
 func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of this command to `FILE`")
 	fs.StringVar(&c.memProfile, "memprofile", "", "write a heap profile (pprof) of this command to `FILE`")
-	fs.StringVar(&c.trace, "trace", "", "write a Go execution trace of this command to `FILE` (go tool trace)")
+	// profile uses --trace for its Chrome trace of ops; there the Go
+	// execution trace is --gotrace.
+	traceFlag := "trace"
+	if fs.Lookup("trace") != nil {
+		traceFlag = "gotrace"
+	}
+	fs.StringVar(&c.trace, traceFlag, "", "write a Go execution trace of this command to `FILE` (go tool trace)")
 	fs.BoolVar(&c.quiet, "quiet", false, "print only results and errors: no progress bars, no info logs")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }

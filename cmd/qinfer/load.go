@@ -44,6 +44,7 @@ func (m *modelFlags) register(fs *flag.FlagSet) {
 // loaded is an opened model on a backend; Close releases everything in
 // reverse order.
 type loaded struct {
+	path   string // the model file, or builtinPath
 	file   *gguf.File
 	be     backend.Backend
 	choice engine.Choice
@@ -71,6 +72,12 @@ func (l *loaded) Close() error {
 // openModel maps the file, picks the backend, uploads the weights and
 // builds the tokenizer. seqs is the number of sequences decoded together.
 func openModel(env *cliEnv, mf modelFlags, bf backendFlags, seqs int) (*loaded, error) {
+	return openModelWith(env, mf, bf, seqs, nil)
+}
+
+// openModelWith is openModel with a decorator put around the backend
+// before any weight is uploaded (profile's op recorder).
+func openModelWith(env *cliEnv, mf modelFlags, bf backendFlags, seqs int, wrap func(backend.Backend) backend.Backend) (*loaded, error) {
 	start := time.Now()
 	l := &loaded{}
 	var err error
@@ -97,6 +104,9 @@ func openModel(env *cliEnv, mf modelFlags, bf backendFlags, seqs int) (*loaded, 
 	if err != nil {
 		return fail(err)
 	}
+	if wrap != nil {
+		l.be = wrap(l.be)
+	}
 	ctx := mf.ctx
 	if ctx <= 0 {
 		ctx = min(l.cfg.CtxTrain, 4096)
@@ -109,6 +119,7 @@ func openModel(env *cliEnv, mf modelFlags, bf backendFlags, seqs int) (*loaded, 
 		return fail(fmt.Errorf("%s: %w", mf.path, err))
 	}
 	l.load = time.Since(start)
+	l.path = mf.path
 	env.log.Info("model loaded", "file", mf.path, "arch", l.cfg.Arch, "backend", l.choice.Backend, "ctx", ctx, "seqs", seqs, "time", l.load.Round(time.Millisecond))
 	return l, nil
 }

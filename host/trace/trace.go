@@ -54,16 +54,21 @@ func (r *Recorder) Upload(w *backend.Weight) (backend.Tensor, error) {
 	return t, err
 }
 
-// shortName drops the layer number and suffix so that per-layer calls of
-// the same weight group together: blk.3.attn_q.weight -> attn_q.
+// shortName drops layer numbers and suffixes so that per-layer calls of
+// the same weight group together: blk.3.attn_q.weight -> attn_q, and a
+// fused blk.3.ffn_gate.weight+blk.3.ffn_up.weight -> ffn_gate+ffn_up.
 func shortName(n string) string {
-	n = strings.TrimSuffix(n, ".weight")
-	if strings.HasPrefix(n, "blk.") {
-		if i := strings.IndexByte(n[4:], '.'); i >= 0 {
-			return n[4+i+1:]
+	parts := strings.Split(n, "+")
+	for i, p := range parts {
+		p = strings.TrimSuffix(p, ".weight")
+		if strings.HasPrefix(p, "blk.") {
+			if j := strings.IndexByte(p[4:], '.'); j >= 0 {
+				p = p[4+j+1:]
+			}
 		}
+		parts[i] = p
 	}
-	return n
+	return strings.Join(parts, "+")
 }
 
 func (r *Recorder) record(op, name string, fn func() error) error {
