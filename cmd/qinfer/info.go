@@ -9,6 +9,7 @@ import (
 	"qinfer/host/backend"
 	"qinfer/host/gguf"
 	"qinfer/host/model"
+	"qinfer/host/qformat"
 )
 
 func init() {
@@ -77,22 +78,23 @@ func runInfo(env *cliEnv, args []string) error {
 }
 
 func describe(path string, f *gguf.File, list bool) (*modelInfo, error) {
-	info := &modelInfo{File: path, GGUFVersion: f.Version, Tensors: len(f.Tensors)}
+	info := &modelInfo{File: path, GGUFVersion: f.Version}
 	info.Name, _ = f.String("general.name")
 	if cfg, err := model.ConfigFromGGUF(f); err != nil {
 		info.ConfigError = err.Error()
 	} else {
 		info.Config = &cfg
 	}
+	// Row formats (W8, FP8, ...) are stored as I8 rows plus a scale tensor;
+	// qformat reports them as the logical tensor they are.
+	sums, err := qformat.Summarize(f)
+	if err != nil {
+		return nil, err
+	}
+	info.Tensors = len(sums)
 	byType := map[backend.DType]*typeCount{}
-	for i := range f.Tensors {
-		t := &f.Tensors[i]
-		n, size := t.Elements(), uint64(0)
-		b, err := t.Bytes()
-		if err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
-		}
-		size = b
+	for _, t := range sums {
+		n, size := t.Elements(), t.Bytes
 		tc := byType[t.Type]
 		if tc == nil {
 			tc = &typeCount{Type: t.Type.String()}

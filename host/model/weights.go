@@ -9,6 +9,7 @@ import (
 
 	"qinfer/host/backend"
 	"qinfer/host/gguf"
+	"qinfer/host/qformat"
 )
 
 // uploader moves GGUF tensors to a backend and remembers everything it
@@ -76,15 +77,31 @@ func sameDims(have, want []uint64) bool {
 
 // matrix uploads a [rows][cols] weight as it is stored in the file.
 func (u *uploader) matrix(name string, rows, cols int) (backend.Tensor, error) {
-	ti, err := u.info(name, cols, rows)
+	w, err := u.weight(name, rows, cols)
 	if err != nil {
 		return nil, err
 	}
-	data, err := u.f.TensorData(ti)
+	return u.upload(w)
+}
+
+// weight reads a [rows][cols] weight of any type: GGUF's own, or one of
+// qinfer's row formats (stored as I8 rows plus scales and metadata,
+// docs/formats.md), which qformat.WeightFromGGUF decodes.
+func (u *uploader) weight(name string, rows, cols int) (*backend.Weight, error) {
+	w, err := qformat.WeightFromGGUF(u.f, name)
 	if err != nil {
-		return nil, fmt.Errorf("tensor %s: %w", name, err)
+		return nil, err
 	}
-	return u.upload(&backend.Weight{Name: name, Type: ti.Type, Rows: rows, Cols: cols, Data: data})
+	if w.Rows != rows || w.Cols != cols {
+		return nil, fmt.Errorf("tensor %s has shape %dx%d, want %dx%d", name, w.Rows, w.Cols, rows, cols)
+	}
+	if w.RowScales == nil {
+		// GGUF types: the stored dimensions must be exactly [cols, rows].
+		if _, err := u.info(name, cols, rows); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 func (u *uploader) upload(w *backend.Weight) (backend.Tensor, error) {
@@ -183,33 +200,35 @@ func (l *linear) forward(be backend.Backend, x, whole backend.Tensor, views ...b
 }
 
 // linear loads the named [rows[i]][cols] weights as one projection.
+// Parts of one type (and, for row formats, one static activation scale,
+// which parts sharing an input have anyway) are fused: their rows and row
+// scales concatenated.
 func (u *uploader) linear(names []string, rows []int, cols int) (*linear, error) {
-	infos := make([]*gguf.TensorInfo, len(names))
+	ws := make([]*backend.Weight, len(names))
 	datas := make([][]byte, len(names))
-	sameType := true
+	fusable := true
 	for i, name := range names {
-		ti, err := u.info(name, cols, rows[i])
+		w, err := u.weight(name, rows[i], cols)
 		if err != nil {
 			return nil, err
 		}
-		d, err := u.f.TensorData(ti)
-		if err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", name, err)
-		}
-		infos[i], datas[i] = ti, d
-		sameType = sameType && ti.Type == infos[0].Type
+		ws[i], datas[i] = w, w.Data
+		fusable = fusable && w.Type == ws[0].Type && w.ActScale == ws[0].ActScale
 	}
-	if sameType && len(names) > 1 {
+	if fusable && len(names) > 1 {
 		if data, ok := u.concat(datas); ok {
 			total := 0
-			for _, r := range rows {
+			var scales []float32
+			for i, r := range rows {
 				total += r
+				scales = append(scales, ws[i].RowScales...)
 			}
 			name := names[0]
 			for _, n := range names[1:] {
 				name += "+" + n
 			}
-			t, err := u.upload(&backend.Weight{Name: name, Type: infos[0].Type, Rows: total, Cols: cols, Data: data})
+			t, err := u.upload(&backend.Weight{Name: name, Type: ws[0].Type, Rows: total, Cols: cols, Data: data,
+				RowScales: scales, ActScale: ws[0].ActScale})
 			if err != nil {
 				return nil, err
 			}
@@ -217,8 +236,8 @@ func (u *uploader) linear(names []string, rows []int, cols int) (*linear, error)
 		}
 	}
 	l := &linear{}
-	for i, name := range names {
-		t, err := u.upload(&backend.Weight{Name: name, Type: infos[i].Type, Rows: rows[i], Cols: cols, Data: datas[i]})
+	for _, w := range ws {
+		t, err := u.upload(w)
 		if err != nil {
 			return nil, err
 		}
