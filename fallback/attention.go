@@ -3,8 +3,8 @@ package fallback
 import (
 	"fmt"
 
+	"qinfer/fallback/vecmath"
 	"qinfer/host/backend"
-	"qinfer/host/quant"
 )
 
 // Attention follows llama.cpp's CPU graph without flash attention
@@ -101,9 +101,8 @@ type attnState struct {
 
 type attnScratch struct {
 	q      []float32 // one query head, as the dot sees it (F16-rounded for an F16 cache)
-	krow   []float32 // one key row widened to float32
 	scores []float32 // one per visible position
-	acc    []float32 // KQV lane accumulators: hd outputs x 8 or 32 lanes
+	acc    []float32 // KQV lane accumulators, lane-major: 8 or 32 lanes x hd outputs
 }
 
 func (a *attnState) init() { a.fn = a.chunks }
@@ -191,11 +190,8 @@ func (a *attnState) store() {
 		off := kv.rowIndex(a.layer, int(a.b.seq[t]), int(a.b.pos[t]))
 		kr, vr := a.k.row(t), a.v.row(t)
 		if kv.cfg.Type == backend.F16 {
-			kd, vd := kv.k16[off:off+kv.kvDim], kv.v16[off:off+kv.kvDim]
-			for i := range kd {
-				kd[i] = quant.FP32ToFP16(kr[i])
-				vd[i] = quant.FP32ToFP16(vr[i])
-			}
+			vecmath.ToF16(kv.k16[off:off+kv.kvDim], kr)
+			vecmath.ToF16(kv.v16[off:off+kv.kvDim], vr)
 		} else {
 			copy(kv.k32[off:off+kv.kvDim], kr)
 			copy(kv.v32[off:off+kv.kvDim], vr)
@@ -213,7 +209,6 @@ func (a *attnState) grow() {
 		s := &a.scratch[i]
 		if cap(s.q) < a.hd {
 			s.q = make([]float32, a.hd)
-			s.krow = make([]float32, a.hd)
 		}
 		if cap(s.scores) < ctx {
 			s.scores = make([]float32, ctx)
@@ -237,11 +232,13 @@ func (a *attnState) chunks(lo, hi int) {
 	}
 }
 
-// head computes the attention output of head h of token t.
+// head computes the attention output of head h of token t. With an F16
+// cache each step is one vecmath call over whole rows: the scores of all
+// visible keys, the softmax, and the KQV accumulation with position j in
+// lane j%lanes of each output (kept lane-major: lanes rows of hd floats).
 func (a *attnState) head(s *attnScratch, t, h int) {
 	kv, hd := a.kv, a.hd
 	f16 := kv.cfg.Type == backend.F16
-	tab := halfTable()
 	pos := int(a.b.pos[t])
 	base := kv.rowIndex(a.layer, int(a.b.seq[t]), 0) + (h/a.group)*hd
 	n := pos + 1
@@ -249,70 +246,44 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 	tinyKQV := a.tinyKQV && a.tokMulti[t]
 
 	q := s.q[:hd]
-	copy(q, a.q.row(t)[h*hd:(h+1)*hd])
+	qsrc := a.q.row(t)[h*hd : (h+1)*hd]
 	if f16 {
-		for i, x := range q {
-			q[i] = roundF16(tab, x)
-		}
+		vecmath.RoundF16(q, qsrc)
+	} else {
+		copy(q, qsrc)
 	}
 
 	// KQ, scaled as soft_max_ext does before its max.
 	scores := s.scores[:n]
-	for j := range scores {
-		off := base + j*kv.kvDim
-		var dot float32
-		if f16 {
-			kr := s.krow[:hd]
-			for i, x := range kv.k16[off : off+hd] {
-				kr[i] = tab[x]
-			}
-			if tinyKQ {
-				dot = dotTiny(kr, q)
-			} else {
-				dot = dotVecF16(kr, q)
-			}
-		} else {
-			dot = dotVecF32(kv.k32[off:off+hd], q)
-		}
-		scores[j] = dot * a.scale
-	}
-	softmaxGGML(scores, scores, true)
 	if f16 {
-		for j, x := range scores {
-			scores[j] = roundF16(tab, x)
+		vecmath.DotsF16(scores, kv.k16[base:], kv.kvDim, q, a.scale, tinyKQ)
+	} else {
+		for j := range scores {
+			off := base + j*kv.kvDim
+			scores[j] = dotVecF32(kv.k32[off:off+hd], q) * a.scale
 		}
 	}
+	vecmath.Softmax(scores, scores, true)
 
-	// KQV: output i accumulates position j in lane j%lanes.
 	lanes := 32
 	if tinyKQV {
 		lanes = 8
 	}
 	acc := s.acc[:lanes*hd]
 	clear(acc)
-	for j, p := range scores {
-		off := base + j*kv.kvDim
-		l := j % lanes
-		if f16 {
-			for i, x := range kv.v16[off : off+hd] {
-				// Both factors are halves: the product is exact, so the
-				// separate add rounds exactly as the FMA does.
-				acc[i*lanes+l] += float32(tab[x] * p)
-			}
-		} else {
+	if f16 {
+		vecmath.RoundF16(scores, scores)
+		vecmath.AxpyLanesF16(acc, lanes, kv.v16[base:], kv.kvDim, scores, hd)
+	} else {
+		for j, p := range scores {
+			off := base + j*kv.kvDim
+			la := acc[(j%lanes)*hd : (j%lanes+1)*hd]
 			for i, x := range kv.v32[off : off+hd] {
-				acc[i*lanes+l] = fma32(x, p, acc[i*lanes+l])
+				la[i] = fma32(x, p, la[i])
 			}
 		}
 	}
-	out := a.d.row(t)[h*hd : (h+1)*hd]
-	for i := range out {
-		if tinyKQV {
-			out[i] = hsum8((*[8]float32)(acc[i*8 : i*8+8]))
-		} else {
-			out[i] = reduce32((*[32]float32)(acc[i*32 : i*32+32]))
-		}
-	}
+	vecmath.ReduceLanes(a.d.row(t)[h*hd:(h+1)*hd], acc, lanes)
 }
 
 // grow returns s with length n, reusing its memory when it is large enough.

@@ -72,7 +72,7 @@ func TestAttentionGQA(t *testing.T) {
 		{seq: []int32{1}, pos: []int32{5}},
 	}
 	for _, typ := range []backend.DType{backend.F16, backend.F32} {
-		for _, hd := range []int{10, 16, 40} { // 16 and 40 take the tinyBLAS shapes, 40 the 32-lane loop
+		for _, hd := range []int{10, 16, 32, 40} { // 16, 32 and 40 take the tinyBLAS shapes, 32 and 40 the 32-lane loop
 			t.Run(fmt.Sprintf("%v/hd%d", typ, hd), func(t *testing.T) {
 				runAttention(t, typ, 6, 2, hd, 16, steps)
 			})
@@ -115,7 +115,14 @@ func runAttention(t *testing.T, typ backend.DType, heads, kvHeads, hd, ctx int, 
 			for i := 0; i < n; i++ {
 				ref.store(layer, int(st.seq[i]), int(st.pos[i]), kv[i*kc:(i+1)*kc], vv[i*kc:(i+1)*kc])
 			}
+			count := map[int32]int{}
+			for _, sq := range st.seq {
+				count[sq]++
+			}
 			for i := 0; i < n; i++ {
+				exact := ref.exact(layer, int(st.seq[i]), int(st.pos[i]), qv[i*qc:(i+1)*qc], float32(scale), typ, count[st.seq[i]] >= 2)
+				requireSameBits(t, exact, got[i*qc:(i+1)*qc],
+					fmt.Sprintf("exact: step %d layer %d token %d (seq %d pos %d)", si, layer, i, st.seq[i], st.pos[i]))
 				want := ref.out(layer, int(st.seq[i]), int(st.pos[i]), qv[i*qc:(i+1)*qc], scale)
 				requireClose(t, want, got[i*qc:(i+1)*qc], atol, rtol,
 					fmt.Sprintf("step %d layer %d token %d (seq %d pos %d)", si, layer, i, st.seq[i], st.pos[i]))

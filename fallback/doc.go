@@ -18,13 +18,16 @@
 // has it), parallel over the backend's worker pool.
 //
 // The other ops (Embed, RMSNorm, ApplyRoPE, Attention, SiLUMul, Add,
-// Softmax, GatherOutputs) are plain Go that reproduces the float
-// arithmetic of llama.cpp's CPU backend (build 4748 on x86-64 with AVX2,
-// FMA and F16C): the double accumulator of RMSNorm, ggml's vectorized
-// exponential in softmax and SiLU, RoPE's angle recurrence, and in
-// attention the F16 rounding of Q and of the probabilities, the F16 KV
-// cache, and the accumulation order of the ggml and llamafile dot products
-// (see Attention). Greedy decoding then picks the same tokens as llama.cpp.
+// Softmax, GatherOutputs) reproduce the float arithmetic of llama.cpp's
+// CPU backend (build 4748 on x86-64 with AVX2, FMA and F16C): the double
+// accumulator of RMSNorm, ggml's vectorized exponential in softmax and
+// SiLU, RoPE's angle recurrence, and in attention the F16 rounding of Q
+// and of the probabilities, the F16 KV cache, and the accumulation order
+// of the ggml and llamafile dot products (see Attention). Greedy decoding
+// then picks the same tokens as llama.cpp. Their row kernels (softmax,
+// SiLU, RoPE, F16 rounding, attention's dots and KQV sums) live in
+// qinfer/fallback/vecmath, as AVX2 assembly that is bit-identical to its
+// pure-Go reference.
 //
 // The KV cache holds, per layer, sequence slot and position, one row of
 // keys and one of values in F16 (llama.cpp's default) or F32. Attention

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"qinfer/fallback/vecmath"
 	"qinfer/host/backend"
 )
 
@@ -150,14 +151,7 @@ func (c *CPU) SiLUMul(dst, gate, up backend.Tensor) error {
 
 func (e *ewState) siluRows(lo, hi int) {
 	for i := lo; i < hi; i++ {
-		g, u, y := e.a.row(i), e.b.row(i), e.d.row(i)
-		nb := len(g) &^ 7 // blocks of 8 take ggml_v_silu, the tail libm
-		for j := 0; j < nb; j++ {
-			y[j] = float32(silu8(g[j]) * u[j])
-		}
-		for j := nb; j < len(g); j++ {
-			y[j] = float32(siluScalar(g[j]) * u[j])
-		}
+		vecmath.SiLUMul(e.d.row(i), e.a.row(i), e.b.row(i))
 	}
 }
 
@@ -244,6 +238,6 @@ func (c *CPU) Softmax(x backend.Tensor) error {
 func (e *ewState) softRows(lo, hi int) {
 	for i := lo; i < hi; i++ {
 		r := e.d.row(i)
-		softmaxGGML(r, r, false)
+		vecmath.Softmax(r, r, false)
 	}
 }

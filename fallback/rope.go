@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"qinfer/fallback/vecmath"
 	"qinfer/host/backend"
 )
 
@@ -82,47 +83,32 @@ func (c *CPU) ApplyRoPE(x backend.Tensor, bt backend.Batch, p backend.RoPE) erro
 }
 
 // chunks rotates tokens ch, ch+nchunks, ... for each chunk ch in [lo, hi).
+// The cache holds (cos, sin) pairs for normal mode and, for NEOX mode,
+// the cosines in its first half and the sines in its second, the layouts
+// vecmath's rotations read.
 func (r *ropeState) chunks(lo, hi int) {
 	hd := r.p.HeadDim
+	half := hd / 2
 	for ch := lo; ch < hi; ch++ {
 		cache := r.caches[ch][:hd]
 		for t := ch; t < r.b.n; t += r.nchunks {
 			theta := float32(r.b.pos[t])
-			for i0 := 0; i0 < hd; i0 += 2 {
+			for i := 0; i < half; i++ {
 				a := float64(r.p.FreqScale * theta)
-				cache[i0] = float32(math.Cos(a))
-				cache[i0+1] = float32(math.Sin(a))
+				cs, sn := float32(math.Cos(a)), float32(math.Sin(a))
+				if r.p.Neox {
+					cache[i], cache[half+i] = cs, sn
+				} else {
+					cache[2*i], cache[2*i+1] = cs, sn
+				}
 				theta *= r.thetaScale
 			}
-			row := r.x.row(t)
-			for h := 0; h < r.p.Heads; h++ {
-				head := row[h*hd : (h+1)*hd]
-				if r.p.Neox {
-					rotate(head, hd/2, cache)
-				} else {
-					rotatePairs(head, cache)
-				}
+			row := r.x.row(t)[:r.p.Heads*hd]
+			if r.p.Neox {
+				vecmath.RotateHalves(row, cache[:half], cache[half:])
+			} else {
+				vecmath.RotatePairs(row, cache)
 			}
 		}
-	}
-}
-
-// rotatePairs is the normal mode: adjacent elements (2i, 2i+1).
-func rotatePairs(x, cache []float32) {
-	for i0 := 0; i0+1 < len(x); i0 += 2 {
-		cs, sn := cache[i0], cache[i0+1]
-		x0, x1 := x[i0], x[i0+1]
-		x[i0] = fma32(x0, cs, -float32(x1*sn))
-		x[i0+1] = fma32(x0, sn, float32(x1*cs))
-	}
-}
-
-// rotate is the NEOX mode: element i with i+half, angle of pair i.
-func rotate(x []float32, half int, cache []float32) {
-	for i := 0; i < half; i++ {
-		cs, sn := cache[2*i], cache[2*i+1]
-		x0, x1 := x[i], x[i+half]
-		x[i] = fma32(x0, cs, -float32(x1*sn))
-		x[i+half] = fma32(x0, sn, float32(x1*cs))
 	}
 }
