@@ -107,6 +107,14 @@ func openModelWith(env *cliEnv, mf modelFlags, bf backendFlags, seqs int, wrap f
 	if wrap != nil {
 		l.be = wrap(l.be)
 	}
+	var fileBytes int64
+	for i := range l.file.Tensors {
+		if n, err := l.file.Tensors[i].Bytes(); err == nil {
+			fileBytes += int64(n)
+		}
+	}
+	loadBar := newBar(env, "loading weights (KiB)")
+	inner := l.be
 	ctx := mf.ctx
 	if ctx <= 0 {
 		ctx = min(l.cfg.CtxTrain, 4096)
@@ -115,7 +123,9 @@ func openModelWith(env *cliEnv, mf modelFlags, bf backendFlags, seqs int, wrap f
 		}
 	}
 	l.opt = model.Options{MaxBatch: max(mf.maxBatch, seqs), Ctx: ctx, Seqs: seqs, KVType: backend.F16}
-	if l.model, err = model.Load(l.file, l.be, l.opt); err != nil {
+	l.model, err = model.Load(l.file, &uploadProgress{Backend: inner, bar: loadBar, total: fileBytes}, l.opt)
+	loadBar.finish()
+	if err != nil {
 		return fail(fmt.Errorf("%s: %w", mf.path, err))
 	}
 	l.load = time.Since(start)

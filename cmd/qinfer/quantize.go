@@ -8,9 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
-
 	"qinfer/host/gguf"
 	"qinfer/host/quantize"
 )
@@ -134,45 +131,6 @@ func quantizeOptions(typ, method, calib, budget, observer, ladder string, percen
 		opt.Calibration = string(text)
 	}
 	return opt, nil
-}
-
-// bar is a progress bar on a terminal, and nothing otherwise (a pipe, a
-// file, --quiet).
-type bar struct {
-	pb *progressbar.ProgressBar
-}
-
-func newBar(env *cliEnv, desc string) *bar {
-	f, ok := env.stderr.(*os.File)
-	if env.quiet || !ok || !term.IsTerminal(int(f.Fd())) {
-		return &bar{}
-	}
-	return &bar{pb: progressbar.NewOptions(1,
-		progressbar.OptionSetWriter(f),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionThrottle(100_000_000), // 100 ms
-	)}
-}
-
-// update follows a total that grows as the phases learn their size.
-func (b *bar) update(done, total int) {
-	if b.pb == nil || total <= 0 {
-		return
-	}
-	if b.pb.GetMax() != total {
-		b.pb.ChangeMax(total)
-	}
-	_ = b.pb.Set(done)
-}
-
-func (b *bar) finish() {
-	if b.pb != nil {
-		_ = b.pb.Finish()
-	}
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
