@@ -124,5 +124,7 @@ func TestEvalBaseAgainstItself(t *testing.T) {
 		Perplexity float64 `json:"perplexity"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(stdout), &plain))
-	assert.InEpsilon(t, plain.Perplexity, r.Result.Model.PPL, 1e-9)
+	// Same model, same text; the two paths accumulate the per-token
+	// log-likelihoods in different orders (float64), hence not bit-equal.
+	assert.InEpsilon(t, plain.Perplexity, r.Result.Model.PPL, 1e-7)
 }

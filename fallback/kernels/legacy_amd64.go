@@ -5,16 +5,15 @@ package kernels
 import "unsafe"
 
 // Drivers of the AVX2 kernels for Q8_0 and Q4_0 weights (Q8_0
-// activations). Small batches run the matrix-vector kernel on the GGUF
-// layout, one token at a time over a few rows kept in cache; larger ones
-// pack eight rows into an interleaved panel in per-thread scratch (once per
-// panel, amortized over all tokens) and run the 8-row x 4-token tile.
+// activations). Q8_0 runs the matrix-vector kernel on the GGUF layout, one
+// token at a time over a few rows kept in cache; Q4_0 packs eight rows into
+// an interleaved panel in per-thread scratch (once per panel, amortized
+// over all tokens) and runs the 8-row x 4-token tile. simdKernel says why
+// each format has exactly one.
 
 const (
 	panelRows  = 8
 	panelBlock = 32 + 8*32 // 8 float32 scales + 8 rows x 32 quants
-	// gemmMinTok is the batch from which packing pays for itself.
-	gemmMinTok = 4
 )
 
 // legacyFuncs are one format's assembly kernels.

@@ -24,18 +24,16 @@ func simdKernel(wt backend.DType, ntok int) *kernel {
 	if !useAVX2 {
 		return nil
 	}
-	gemm := ntok >= gemmMinTok
+	// One kernel per format for every batch size, so that a token's
+	// result never depends on what else is in the batch, and each in
+	// llama.cpp's float order for that format: Q8_0 as ggml_vec_dot and
+	// tinyBLAS sum (8 lanes per row and token), Q4_0 as its repacked 8x8
+	// gemv/gemm (rows in lanes, one FMA per block).
 	switch wt {
 	case backend.Q8_0:
-		if gemm {
-			return &q8_0GEMM
-		}
 		return &q8_0GEMV
 	case backend.Q4_0:
-		if gemm {
-			return &q4_0GEMM
-		}
-		return &q4_0GEMV
+		return &q4_0GEMM
 	case backend.Q4_K:
 		return &q4KAVX2
 	case backend.Q5_K:
