@@ -1,0 +1,64 @@
+package backend
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRowBytes(t *testing.T) {
+	// Closed forms from the block layouts: Q8_0 is 2+32 bytes per 32,
+	// Q4_0 2+16, Q4_K 144 per 256, Q6_K 210 per 256.
+	for _, c := range []struct {
+		t    DType
+		cols int
+		want int
+	}{{F32, 7, 28}, {F16, 7, 14}, {Q8_0, 96, 3 * 34}, {Q4_0, 64, 2 * 18}, {Q4_K, 512, 2 * 144}, {Q6_K, 256, 210}, {W8, 5, 5}} {
+		got, err := RowBytes(c.t, c.cols)
+		require.NoError(t, err, "%v", c.t)
+		assert.Equal(t, c.want, got, "%v x %d", c.t, c.cols)
+	}
+	_, err := RowBytes(Q8_0, 33)
+	assert.ErrorContains(t, err, "multiple of the block size 32")
+	_, err = RowBytes(DType(999), 32)
+	assert.ErrorContains(t, err, "unknown tensor type 999")
+}
+
+func TestParseDType(t *testing.T) {
+	for _, name := range []string{"q8_0", "Q4_K", "f16", "FP8_E4M3", "ternary"} {
+		d, err := ParseDType(name)
+		require.NoError(t, err)
+		assert.True(t, equalFold(d.String(), name))
+	}
+	_, err := ParseDType("Q9_9")
+	assert.ErrorContains(t, err, `"Q9_9"`)
+}
+
+func TestWeightValidate(t *testing.T) {
+	w := &Weight{Name: "w", Type: Q8_0, Rows: 2, Cols: 32, Data: make([]byte, 68)}
+	assert.NoError(t, w.Validate())
+	w.Data = w.Data[:67]
+	assert.ErrorContains(t, w.Validate(), "needs 68 bytes, have 67")
+	r := &Weight{Name: "r", Type: W8, Rows: 2, Cols: 4, Data: make([]byte, 8), RowScales: []float32{1}}
+	assert.ErrorContains(t, r.Validate(), "needs 2 row scales, have 1")
+}
+
+func TestBatchInputValidate(t *testing.T) {
+	kv := KVConfig{Ctx: 8, Seqs: 2}
+	ok := &BatchInput{IDs: []int32{1, 2}, Pos: []int32{0, 7}, Seq: []int32{0, 1}, Outputs: []int32{1}}
+	assert.NoError(t, ok.Validate(kv, 10))
+	for name, c := range map[string]struct {
+		in   BatchInput
+		want string
+	}{
+		"empty":    {BatchInput{}, "no tokens"},
+		"lengths":  {BatchInput{IDs: []int32{1}, Pos: []int32{0, 1}, Seq: []int32{0}}, "1 ids, 2 positions"},
+		"vocab":    {BatchInput{IDs: []int32{10}, Pos: []int32{0}, Seq: []int32{0}}, "outside vocabulary of 10"},
+		"context":  {BatchInput{IDs: []int32{1}, Pos: []int32{8}, Seq: []int32{0}}, "outside context of 8"},
+		"sequence": {BatchInput{IDs: []int32{1}, Pos: []int32{0}, Seq: []int32{2}}, "outside 2 slots"},
+		"output":   {BatchInput{IDs: []int32{1}, Pos: []int32{0}, Seq: []int32{0}, Outputs: []int32{1}}, "output row 1 outside batch of 1"},
+	} {
+		assert.ErrorContains(t, c.in.Validate(kv, 10), c.want, name)
+	}
+}
