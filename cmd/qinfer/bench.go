@@ -16,7 +16,7 @@ import (
 func init() {
 	register(&command{
 		name:  "bench",
-		usage: "-m MODEL.gguf [-p 128,512] [-n 32,128] [-b 1,8,32] [-r REPS] [--format md|csv|json]",
+		usage: "[-m MODEL.gguf] [-p 128,512] [-n 32,128] [-b 1,8,32] [-r REPS] [--format md|csv|json]",
 		short: "measure prompt processing and batched generation speed (in the manner of llama-bench)",
 		run:   runBench,
 	})
