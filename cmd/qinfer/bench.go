@@ -99,11 +99,17 @@ func runBench(env *cliEnv, args []string) error {
 			return err
 		}
 		var rows []benchRow
+		// One step per run of a test, warm-ups included, over all tests.
+		bar := newBar(env, "benchmarking")
+		steps, totalSteps := 0, (len(pps)+len(batches)*len(tgs))*(*reps+1)
+		defer bar.finish()
 		run := func(test string, tokens int, fn func() error) error {
 			// One untimed warm-up, then the timed repetitions.
 			if err := fn(); err != nil {
 				return fmt.Errorf("%s: %w", test, err)
 			}
+			steps++
+			bar.update(steps, totalSteps)
 			var rates []float64
 			for i := 0; i < *reps; i++ {
 				start := time.Now()
@@ -111,6 +117,8 @@ func runBench(env *cliEnv, args []string) error {
 					return fmt.Errorf("%s: %w", test, err)
 				}
 				rates = append(rates, float64(tokens)/time.Since(start).Seconds())
+				steps++
+				bar.update(steps, totalSteps)
 			}
 			row := base
 			row.Test = test
