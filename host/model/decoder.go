@@ -211,3 +211,25 @@ func (d *decoder) classify(x, h, outNorm, output, logits backend.Tensor) error {
 func layerErr(il int, op string, err error) error {
 	return fmt.Errorf("blk.%d %s: %w", il, op, err)
 }
+
+// feedForward is the llama family's SwiGLU block with its residual:
+// x += down(silu(gate(h)) * up(h)) where h = rmsnorm(x) * ffn_norm.
+func (d *decoder) feedForward(il int, l *llamaLayer, x, h backend.Tensor, v *views) error {
+	be := d.be
+	if err := be.RMSNorm(h, x, l.ffnNorm, d.cfg.NormEps); err != nil {
+		return layerErr(il, "ffn_norm", err)
+	}
+	if err := l.gateUp.forward(be, h, v.ffn, v.gate, v.upv); err != nil {
+		return layerErr(il, "ffn_gate_up", err)
+	}
+	if err := be.SiLUMul(v.act, v.gate, v.upv); err != nil {
+		return layerErr(il, "ffn_silu", err)
+	}
+	if err := be.MatMul(h, l.down, v.act); err != nil {
+		return layerErr(il, "ffn_down", err)
+	}
+	if err := be.Add(x, x, h); err != nil {
+		return layerErr(il, "ffn_residual", err)
+	}
+	return nil
+}

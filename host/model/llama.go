@@ -142,24 +142,12 @@ func (m *Llama) Forward(b backend.Batch, logits backend.Tensor) error {
 				return err
 			}
 		}
-		// x += attention; then x += down(silu(gate(h)) * up(h)).
+		// x += attention; then the feed-forward block.
 		if err := be.Add(x, x, h); err != nil {
 			return layerErr(il, "attn_residual", err)
 		}
-		if err := be.RMSNorm(h, x, l.ffnNorm, cfg.NormEps); err != nil {
-			return layerErr(il, "ffn_norm", err)
-		}
-		if err := l.gateUp.forward(be, h, v.ffn, v.gate, v.upv); err != nil {
-			return layerErr(il, "ffn_gate_up", err)
-		}
-		if err := be.SiLUMul(v.act, v.gate, v.upv); err != nil {
-			return layerErr(il, "ffn_silu", err)
-		}
-		if err := be.MatMul(h, l.down, v.act); err != nil {
-			return layerErr(il, "ffn_down", err)
-		}
-		if err := be.Add(x, x, h); err != nil {
-			return layerErr(il, "ffn_residual", err)
+		if err := m.feedForward(il, l, x, h, v); err != nil {
+			return err
 		}
 	}
 	return m.classify(x, h, m.outNorm, m.output, logits)

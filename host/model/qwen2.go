@@ -101,20 +101,8 @@ func (m *Qwen2) Forward(b backend.Batch, logits backend.Tensor) error {
 		if err := be.Add(x, x, h); err != nil {
 			return layerErr(il, "attn_residual", err)
 		}
-		if err := be.RMSNorm(h, x, l.ffnNorm, cfg.NormEps); err != nil {
-			return layerErr(il, "ffn_norm", err)
-		}
-		if err := l.gateUp.forward(be, h, v.ffn, v.gate, v.upv); err != nil {
-			return layerErr(il, "ffn_gate_up", err)
-		}
-		if err := be.SiLUMul(v.act, v.gate, v.upv); err != nil {
-			return layerErr(il, "ffn_silu", err)
-		}
-		if err := be.MatMul(h, l.down, v.act); err != nil {
-			return layerErr(il, "ffn_down", err)
-		}
-		if err := be.Add(x, x, h); err != nil {
-			return layerErr(il, "ffn_residual", err)
+		if err := m.feedForward(il, &l.llamaLayer, x, h, v); err != nil {
+			return err
 		}
 	}
 	return m.classify(x, h, m.outNorm, m.output, logits)
