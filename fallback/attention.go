@@ -279,7 +279,7 @@ func (a *attnState) head(s *attnScratch, t, h int) {
 			off := base + j*kv.kvDim
 			la := acc[(j%lanes)*hd : (j%lanes+1)*hd]
 			for i, x := range kv.v32[off : off+hd] {
-				la[i] = fma32(x, p, la[i])
+				la[i] = vecmath.FMA32(x, p, la[i])
 			}
 		}
 	}

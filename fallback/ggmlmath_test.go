@@ -2,50 +2,16 @@ package fallback
 
 import (
 	"math"
-	"math/big"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"qinfer/fallback/vecmath"
 )
 
 // exactFMA32 rounds a*b+c computed exactly (big.Float) to float32;
 // big.Float.Float32 rounds to nearest even, subnormals included.
-func exactFMA32(a, b, c float32) float32 {
-	x := new(big.Float).SetPrec(200).SetFloat64(float64(a))
-	x.Mul(x, new(big.Float).SetPrec(200).SetFloat64(float64(b)))
-	x.Add(x, new(big.Float).SetPrec(200).SetFloat64(float64(c)))
-	f, _ := x.Float32()
-	return f
-}
-
-func TestFMA32(t *testing.T) {
-	// a*b = 2^-24 - 2^-70 and c = 1+2^-23: the exact sum lies just below
-	// the float32 midpoint 1+2^-23+2^-24, so it rounds to c; rounding to
-	// double first lands on the midpoint, and ties-to-even then gives
-	// 1+2^-22.
-	a := float32(1 + 0x1p-23)
-	b := float32(0x1p-24 - 0x1p-47)
-	c := float32(1 + 0x1p-23)
-	require.Equal(t, c, fma32(a, b, c))
-	require.Equal(t, float32(1+0x1p-22), float32(math.FMA(float64(a), float64(b), float64(c))), "the case must be a double-rounding one")
-	// The mirror image above the midpoint, and a subnormal result.
-	require.Equal(t, exactFMA32(a, -b, -c), fma32(a, -b, -c))
-	require.Equal(t, exactFMA32(0x1p-70, 0x1p-70, 0x1p-149), fma32(0x1p-70, 0x1p-70, 0x1p-149))
-
-	rng := rand.New(rand.NewPCG(21, 22))
-	for i := 0; i < 20000; i++ {
-		a := float32(rng.NormFloat64()) * float32(math.Ldexp(1, rng.IntN(40)-20))
-		b := float32(rng.NormFloat64()) * float32(math.Ldexp(1, rng.IntN(40)-20))
-		c := -a * b * (1 + float32(rng.NormFloat64())*1e-6) // near-cancellation stresses rounding
-		if i%2 == 0 {
-			c = float32(rng.NormFloat64())
-		}
-		require.Equal(t, exactFMA32(a, b, c), fma32(a, b, c), "fma32(%v, %v, %v)", a, b, c)
-		require.Equal(t, exactFMA32(a, b, c), fma32Exact(a, b, c), "fma32Exact(%v, %v, %v)", a, b, c)
-	}
-}
-
 func ulpDiff(a, b float32) int64 {
 	d := int64(math.Float32bits(a)) - int64(math.Float32bits(b))
 	if d < 0 {
@@ -75,18 +41,18 @@ func TestReductionOrders(t *testing.T) {
 	const big = 0x1p24
 	// hsum8 pairs lane 1 with lane 3 before adding lane 0's sum.
 	v := [8]float32{big, 1, 0, 1}
-	require.Equal(t, float32(big+2), hsum8(&v))
+	require.Equal(t, float32(big+2), vecmath.Hsum8(&v))
 	v = [8]float32{big, 0, 0, 0, 1, 0, 0, 1}
-	require.Equal(t, float32(big), hsum8(&v), "lane 4 joins lane 0 first")
+	require.Equal(t, float32(big), vecmath.Hsum8(&v), "lane 4 joins lane 0 first")
 
 	// reduce32 adds accumulators 1 and 3 before accumulator 0...
 	var a [32]float32
 	a[0], a[8], a[24] = big, 1, 1
-	require.Equal(t, float32(big+2), reduce32(&a))
+	require.Equal(t, float32(big+2), vecmath.Reduce32(&a))
 	// ...and after that pairs lanes 0+1 and 2+3 (HADD), unlike hsum8.
 	a = [32]float32{}
 	a[0], a[1], a[3] = big, 1, 1
-	require.Equal(t, float32(big), reduce32(&a))
+	require.Equal(t, float32(big), vecmath.Reduce32(&a))
 }
 
 func TestDotShapes(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 
 	"qinfer/host/backend"
 	"qinfer/host/quant"
+
+	"qinfer/fallback/vecmath"
 )
 
 // The scalar code the backend ran before qinfer/fallback/vecmath took over
@@ -28,17 +30,17 @@ func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
 // our probabilities bit-identical to llama.cpp's.
 func vExpf(x float32) float32 {
 	const r = 0x1.8p23
-	z := fma32(x, 0x1.715476p+0, r)
+	z := vecmath.FMA32(x, 0x1.715476p+0, r)
 	n := z - r
-	b := fma32(-n, 0x1.7f7d1cp-20, fma32(-n, 0x1.62e4p-1, x))
+	b := vecmath.FMA32(-n, 0x1.7f7d1cp-20, vecmath.FMA32(-n, 0x1.62e4p-1, x))
 	e := math.Float32bits(z) << 23
 	k := math.Float32frombits(e + math.Float32bits(1))
 	u := float32(b * b)
-	j := fma32(fma32(fma32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u, fma32(0x1.555e66p-3, b, 0x1.fffdb6p-2)),
+	j := vecmath.FMA32(vecmath.FMA32(vecmath.FMA32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u, vecmath.FMA32(0x1.555e66p-3, b, 0x1.fffdb6p-2)),
 		u, float32(0x1.ffffecp-1*b))
 	an := abs32(n)
 	if !(an > 126) {
-		return fma32(j, k, k)
+		return vecmath.FMA32(j, k, k)
 	}
 	var g uint32
 	if n <= 0 {
@@ -49,7 +51,7 @@ func vExpf(x float32) float32 {
 	if an > 192 {
 		return float32(s1 * s1)
 	}
-	return float32(fma32(s2, j, s2) * s1)
+	return float32(vecmath.FMA32(s2, j, s2) * s1)
 }
 
 func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
@@ -96,7 +98,7 @@ func dotTiny(a, b []float32) float32 {
 			acc[l] += float32(a[i+l] * b[i+l])
 		}
 	}
-	return hsum8(&acc)
+	return vecmath.Hsum8(&acc)
 }
 
 // dotVecF16 is ggml_vec_dot_f16 on AVX2: four 8-lane FMA accumulators over
@@ -111,7 +113,7 @@ func dotVecF16(a, b []float32) float32 {
 			acc[l] += float32(a[i+l] * b[i+l])
 		}
 	}
-	sum := float64(reduce32(&acc))
+	sum := float64(vecmath.Reduce32(&acc))
 	for i := np; i < len(a); i++ {
 		sum += float64(float32(a[i] * b[i]))
 	}
@@ -139,7 +141,7 @@ func softmaxGGML(y, x []float32, padded bool) {
 			blk[l] = vExpf(x[i+l] - maxv)
 			y[i+l] = blk[l]
 		}
-		sum += float64(hsum8(&blk))
+		sum += float64(vecmath.Hsum8(&blk))
 	}
 	if padded && i < n {
 		var blk [8]float32
@@ -147,7 +149,7 @@ func softmaxGGML(y, x []float32, padded bool) {
 			blk[l] = vExpf(x[i+l] - maxv)
 			y[i+l] = blk[l]
 		}
-		sum += float64(hsum8(&blk))
+		sum += float64(vecmath.Hsum8(&blk))
 		i = n
 	}
 	for ; i < n; i++ {
@@ -232,15 +234,15 @@ func (r *attnRef) exact(layer, seq, pos int, qrow []float32, scale float32, typ 
 				if f16 {
 					acc[i*lanes+l] += float32(x * p)
 				} else {
-					acc[i*lanes+l] = fma32(x, p, acc[i*lanes+l])
+					acc[i*lanes+l] = vecmath.FMA32(x, p, acc[i*lanes+l])
 				}
 			}
 		}
 		for i := 0; i < hd; i++ {
 			if tinyKQV {
-				out[h*hd+i] = hsum8((*[8]float32)(acc[i*8 : i*8+8]))
+				out[h*hd+i] = vecmath.Hsum8((*[8]float32)(acc[i*8 : i*8+8]))
 			} else {
-				out[h*hd+i] = reduce32((*[32]float32)(acc[i*32 : i*32+32]))
+				out[h*hd+i] = vecmath.Reduce32((*[32]float32)(acc[i*32 : i*32+32]))
 			}
 		}
 	}
@@ -327,8 +329,8 @@ func ropeScalar(row []float32, pos int32, p backend.RoPE) {
 			}
 			cs, sn := cache[2*i], cache[2*i+1]
 			x0, x1 := x[a], x[b]
-			x[a] = fma32(x0, cs, -float32(x1*sn))
-			x[b] = fma32(x0, sn, float32(x1*cs))
+			x[a] = vecmath.FMA32(x0, cs, -float32(x1*sn))
+			x[b] = vecmath.FMA32(x0, sn, float32(x1*cs))
 		}
 	}
 }

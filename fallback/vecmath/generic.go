@@ -11,6 +11,10 @@ import (
 // some architectures; products that C rounds separately are wrapped in
 // float32(...), which the Go spec guarantees rounds.
 
+// FMA32 is fma32 for the CPU backend's scalar paths, so they and these
+// kernels share one definition.
+func FMA32(a, b, c float32) float32 { return fma32(a, b, c) }
+
 // fma32 is a single-rounding float32 fused multiply-add (VFMADD*PS). The
 // float64 FMA is exact up to one rounding to double; rounding that double
 // again to float32 is correct unless it landed exactly on a float32
