@@ -4,49 +4,32 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Pool runs parallel-for loops on persistent worker goroutines. Starting
 // goroutines per call would allocate and cost microseconds per matmul, and a
-// decode step issues dozens of small matmuls, so workers are started once.
-//
-// Between loops a worker spins for spinTime watching for the next one
-// before it parks on its channel: waking a parked goroutine goes through
-// the scheduler and an OS futex, several microseconds per loop, which the
-// back-to-back loops of a forward pass would pay over a hundred times per
-// token (docs/benchmarks.md has the measurements). The spin yields its P
-// regularly (runtime.Gosched): the caller, woken by the last worker to
-// finish, is queued on that worker's P and would otherwise wait out the
-// whole spin.
+// decode step issues dozens of small matmuls, so workers are started once
+// and woken through per-worker channels.
 //
 // A Pool runs one For at a time; concurrent callers wait their turn. fn must
 // not call For on the same Pool (it would deadlock).
 type Pool struct {
 	threads int
 
-	mu    sync.Mutex // serializes For calls
-	fn    func(lo, hi int)
-	fnW   func(worker, lo, hi int)
-	n     int
-	chunk int
-	next  atomic.Int64
-	gen   uint64 // number of loops started, under mu
-
-	// ctl[i] controls worker i+1. pending counts the workers still in the
-	// current loop; the caller, when it parks waiting for them, sets
-	// callerAsleep and is woken through callerWake.
-	ctl          []workerCtl
-	pending      atomic.Int32
-	callerAsleep atomic.Bool
-	callerWake   chan struct{}
-	closed       atomic.Bool
+	mu     sync.Mutex // serializes For calls
+	fn     func(lo, hi int)
+	fnW    func(worker, lo, hi int)
+	n      int
+	chunk  int
+	next   atomic.Int64
+	wg     sync.WaitGroup
+	wake   []chan struct{}
+	closed atomic.Bool
 
 	// scratch is per-worker memory reused across calls (panels of repacked
 	// weights), indexed by worker; slot 0 is the calling goroutine.
 	scratch [][]byte
 	aux     []int32
-	acts    []byte
 
 	// The MatMul and QuantizeActs in flight, each guarded by its mutex,
 	// with the worker functions bound to them once.
@@ -58,47 +41,20 @@ type Pool struct {
 	actFn func(lo, hi int)
 }
 
-// workerCtl is one worker's mailbox, padded to its own cache lines so that
-// spinning workers do not contend with each other.
-type workerCtl struct {
-	// job is the number of the last loop assigned to the worker
-	// (closedJob once the pool is closed).
-	job atomic.Uint64
-	// asleep is set by a worker about to park; whoever clears it (the
-	// worker itself or the caller assigning a loop) decides whether a
-	// token is sent on wake.
-	asleep atomic.Bool
-	wake   chan struct{}
-	_      [128 - 8 - 4 - 8]byte
-}
-
-const closedJob = ^uint64(0)
-
-// spinTime is how long an idle worker spins before parking: longer than
-// the gaps between the loops of a forward pass (norms, attention), short
-// enough that an idle process stops using the CPU at once. A variable for
-// the benchmarks.
-var spinTime = 50 * time.Microsecond
-
-// callerSpin says whether the caller of For spins while it waits for the
-// workers rather than parking at once: measured, spinning there gained
-// nothing (the caller usually finds the work done or nearly so).
-var callerSpin = false
-
 // NewPool starts threads-1 workers (the caller of For is the last thread).
 // threads <= 0 means runtime.GOMAXPROCS(0).
 func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, scratch: make([][]byte, threads), callerWake: make(chan struct{}, 1)}
+	p := &Pool{threads: threads, scratch: make([][]byte, threads)}
 	p.mmFn = p.mm.run
 	p.mm.pool = p
 	p.actFn = p.act.run
-	p.ctl = make([]workerCtl, threads-1)
-	for i := range p.ctl {
-		p.ctl[i].wake = make(chan struct{}, 1)
-		go p.worker(i + 1)
+	p.wake = make([]chan struct{}, threads-1)
+	for i := range p.wake {
+		p.wake[i] = make(chan struct{}, 1)
+		go p.worker(i+1, p.wake[i])
 	}
 	return p
 }
@@ -113,81 +69,15 @@ func (p *Pool) Close() {
 	if p.closed.Swap(true) {
 		return
 	}
-	for i := range p.ctl {
-		p.assign(i, closedJob)
+	for _, c := range p.wake {
+		close(c)
 	}
 }
 
-// assign hands loop number job to worker i+1, waking it if it parked.
-func (p *Pool) assign(i int, job uint64) {
-	c := &p.ctl[i]
-	c.job.Store(job)
-	if c.asleep.CompareAndSwap(true, false) {
-		c.wake <- struct{}{}
-	}
-}
-
-func (p *Pool) worker(id int) {
-	c := &p.ctl[id-1]
-	var seen uint64
-	for {
-		job := c.await(seen)
-		if job == closedJob {
-			return
-		}
-		seen = job
+func (p *Pool) worker(id int, wake chan struct{}) {
+	for range wake {
 		p.drain(id)
-		if p.pending.Add(-1) == 0 && p.callerAsleep.CompareAndSwap(true, false) {
-			p.callerWake <- struct{}{}
-		}
-	}
-}
-
-// await returns the next job number after seen, spinning for spinTime
-// before parking. The asleep flag and the job number are written and
-// read in opposite orders by the worker and the caller, so at least one of
-// them sees the other's write: either the worker sees the job and does not
-// park, or the caller sees the worker parking and sends a token.
-func (c *workerCtl) await(seen uint64) uint64 {
-	if spinUntil(func() bool { return c.job.Load() != seen }) {
-		return c.job.Load()
-	}
-	c.asleep.Store(true)
-	if c.job.Load() != seen {
-		if c.asleep.CompareAndSwap(true, false) {
-			return c.job.Load()
-		}
-		// The caller cleared the flag and sent (or is sending) a token.
-	}
-	<-c.wake
-	return c.job.Load()
-}
-
-// spinUntil polls cond for up to spinTime and reports whether it became
-// true.
-func spinUntil(cond func() bool) bool {
-	var start time.Time
-	for i := 0; ; i++ {
-		if cond() {
-			return true
-		}
-		// Reading the clock costs about as much as a few pauses; do it
-		// once per 64.
-		if i&63 == 0 {
-			if i == 0 {
-				start = time.Now()
-			} else if time.Since(start) > spinTime {
-				return false
-			}
-		}
-		// A goroutine this one readied (the caller, woken after its
-		// workers finished) waits in this P's run queue while we spin:
-		// let it run.
-		if i&7 == 7 {
-			runtime.Gosched()
-		} else {
-			cpuPause()
-		}
+		p.wg.Done()
 	}
 }
 
@@ -241,28 +131,14 @@ func (p *Pool) run(n, grain int, fn func(lo, hi int), fnW func(worker, lo, hi in
 	defer p.mu.Unlock()
 	p.fn, p.fnW, p.n, p.chunk = fn, fnW, n, chunk
 	p.next.Store(0)
-	helpers := min(nchunks-1, len(p.ctl))
-	p.pending.Store(int32(helpers))
-	p.gen++
+	helpers := min(nchunks-1, len(p.wake))
+	p.wg.Add(helpers)
 	for i := 0; i < helpers; i++ {
-		p.assign(i, p.gen)
+		p.wake[i] <- struct{}{}
 	}
 	p.drain(0)
-	p.waitWorkers()
+	p.wg.Wait()
 	p.fn, p.fnW = nil, nil
-}
-
-// waitWorkers returns once every worker of the current loop is done,
-// spinning first and then parking, with the same protocol as await.
-func (p *Pool) waitWorkers() {
-	if callerSpin && spinUntil(func() bool { return p.pending.Load() == 0 }) {
-		return
-	}
-	p.callerAsleep.Store(true)
-	if p.pending.Load() == 0 && p.callerAsleep.CompareAndSwap(true, false) {
-		return
-	}
-	<-p.callerWake
 }
 
 // auxFor returns the pool's shared per-call buffer with at least n int32s.
@@ -272,16 +148,6 @@ func (p *Pool) auxFor(n int) []int32 {
 		p.aux = make([]int32, n)
 	}
 	return p.aux[:n]
-}
-
-// actsFor returns the pool's shared activation tile buffer with at least n
-// bytes, 64-byte aligned so that tile rows never straddle cache lines.
-// Only MatMul uses it, under mmMu.
-func (p *Pool) actsFor(n int) []byte {
-	if len(p.acts) < n {
-		p.acts = align64(make([]byte, n+panelLine))
-	}
-	return p.acts[:n]
 }
 
 // scratchFor returns worker's scratch buffer with at least n bytes, growing

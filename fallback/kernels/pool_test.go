@@ -1,11 +1,9 @@
 package kernels
 
 import (
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,65 +76,4 @@ func TestPoolForNoAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(100, func() { p.For(1000, 1, fn) })
 	assert.Zero(t, allocs)
 	assert.Equal(t, int64(101*1000), sink.Load())
-}
-
-// BenchmarkPoolFor measures the cost of one parallel loop with little work
-// per thread, as a decode step's small matrix products have: the wake-up
-// and join latency of the workers.
-func BenchmarkPoolFor(b *testing.B) {
-	p := NewPool(0)
-	defer p.Close()
-	work := make([]float32, 1024*p.Threads())
-	fn := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			for k := range 1024 {
-				work[i*1024+k] += 1
-			}
-		}
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		p.For(p.Threads(), 1, fn)
-	}
-}
-
-// BenchmarkPoolForGap is BenchmarkPoolFor with about 30 µs of work on the
-// caller alone between loops, as a forward pass has between its matrix
-// products (norms, attention): long enough for idle workers to park.
-func BenchmarkPoolForGap(b *testing.B) {
-	for _, spin := range []time.Duration{0, 5 * time.Microsecond, 50 * time.Microsecond} {
-		for _, cs := range []bool{false, true} {
-			b.Run(fmt.Sprintf("spin=%v/caller=%v", spin, cs), func(b *testing.B) {
-				old, oldC := spinTime, callerSpin
-				spinTime, callerSpin = spin, cs
-				defer func() { spinTime, callerSpin = old, oldC }()
-				benchPoolForGap(b)
-			})
-		}
-	}
-}
-
-func benchPoolForGap(b *testing.B) {
-	p := NewPool(0)
-	defer p.Close()
-	work := make([]float32, 1024*p.Threads())
-	fn := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			for k := range 1024 {
-				work[i*1024+k] += 1
-			}
-		}
-	}
-	gap := make([]float32, 16384)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		p.For(p.Threads(), 1, fn)
-		b.StopTimer()
-		for r := 0; r < 4; r++ {
-			for k := range gap {
-				gap[k] = gap[k]*0.5 + 1
-			}
-		}
-		b.StartTimer()
-	}
 }
