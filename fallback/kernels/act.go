@@ -58,7 +58,10 @@ func ActRowBytes(w backend.DType, cols int) (int, error) {
 // QuantizeActs quantizes ntok activation rows (row t at x[t*ldx:], cols
 // elements) for weight type w into dst (row t at dst[t*ActRowBytes(w, cols):]),
 // in parallel on p. The bytes are those of quant.QuantizeActivations
-// (llama.cpp's CPU path, rounding included).
+// (llama.cpp's CPU path, rounding included); the one exception is a Q8_0
+// block holding NaN, whose scale depends on the order in which the
+// maximum is reduced (the AVX2 quantizer follows llama.cpp's lanes, the
+// pure-Go one reads the block in order).
 func QuantizeActs(p *Pool, w backend.DType, x []float32, ldx, ntok, cols int, dst []byte) error {
 	if p == nil {
 		return fmt.Errorf("kernels: quantize activations for %v: nil pool", w)
@@ -83,15 +86,16 @@ func QuantizeActs(p *Pool, w backend.DType, x []float32, ldx, ntok, cols int, ds
 	if need := ntok * rb; len(dst) < need {
 		return fmt.Errorf("kernels: quantize activations: %d rows of %v need %d bytes, have %d", ntok, at, need, len(dst))
 	}
-	var row func(src []float32, out []byte)
-	switch at {
-	case backend.Q8_0:
+	row := simdQuantRow(at)
+	switch {
+	case row != nil:
+	case at == backend.Q8_0:
 		row = quantizeRowQ8_0
-	case backend.Q8_K:
+	case at == backend.Q8_K:
 		row = quantizeRowQ8K
-	case backend.F16:
+	case at == backend.F16:
 		row = quantizeRowF16
-	case backend.F32:
+	case at == backend.F32:
 		row = quantizeRowF32
 	default:
 		// Formats without a kernel here go through the reference; errors
@@ -139,7 +143,8 @@ func quantizeRowQ8_0(src []float32, dst []byte) {
 		xs := src[b*qk : b*qk+qk]
 		out := dst[b*q8_0Bytes : b*q8_0Bytes+q8_0Bytes]
 		// VMAXPS keeps its second operand unless the first is greater, which
-		// decides how a NaN propagates; this loop does the same.
+		// decides how a NaN propagates; this loop does the same, in element
+		// order rather than llama.cpp's lanes (only NaN input can tell).
 		var amax float32
 		for _, v := range xs {
 			if a := abs32(v); !(amax > a) {
@@ -152,7 +157,7 @@ func quantizeRowQ8_0(src []float32, dst []byte) {
 			id = 127 / amax
 		}
 		for j, v := range xs {
-			out[2+j] = byte(satInt8(float32(math.RoundToEven(float64(v * id)))))
+			out[2+j] = byte(satInt8(roundEven(v * id)))
 		}
 	}
 }
@@ -200,6 +205,17 @@ func quantizeRowF32(src []float32, dst []byte) {
 	for i, v := range src {
 		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 	}
+}
+
+// roundEven rounds to the nearest integer, halfway cases to even, as
+// VROUNDPS does: below 2^22 in magnitude adding and subtracting 1.5*2^23
+// does it in float32 (the sum's unit is 1), larger values are integers
+// already or NaN/Inf, which stay as they are.
+func roundEven(f float32) float32 {
+	if abs32(f) < 1<<22 {
+		return (f + 12582912) - 12582912
+	}
+	return f
 }
 
 // nearestInt is ggml's nearest_int: adding 1.5*2^23 leaves the integer part

@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func gemvF32AVX2(w *byte, wstride int, rows int, x *byte, n int, dst *float32)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemvF32AVX2(SB), NOSPLIT, $0-48
 	MOVQ  w+0(FP), AX
 	MOVQ  wstride+8(FP), CX
@@ -26,6 +26,8 @@ row:
 loop32:
 	CMPQ        DI, $0x20
 	JL          loop8
+	PREFETCHT0  4096(R8)
+	PREFETCHT0  4160(R8)
 	VMOVUPS     (R8), Y4
 	VMOVUPS     (SI), Y5
 	VFMADD231PS Y4, Y5, Y0
@@ -88,7 +90,7 @@ done:
 	RET
 
 // func gemvF16AVX2(w *byte, wstride int, rows int, x *byte, n int, dst *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·gemvF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ  w+0(FP), AX
 	MOVQ  wstride+8(FP), CX
@@ -109,6 +111,7 @@ row:
 loop32:
 	CMPQ        DI, $0x20
 	JL          loop8
+	PREFETCHT0  4096(R8)
 	VCVTPH2PS   (R8), Y4
 	VCVTPH2PS   (SI), Y5
 	VFMADD231PS Y4, Y5, Y0

@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func gemvQ4KAVX2(w *byte, wstride int, rows int, x *byte, nb int, dst *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·gemvQ4KAVX2(SB), NOSPLIT, $0-48
 	MOVQ  w+0(FP), AX
 	MOVQ  wstride+8(FP), CX
@@ -23,6 +23,9 @@ row:
 	VMOVDQU nib4<>+0(SB), Y2
 
 blk:
+	PREFETCHT0   4096(R8)
+	PREFETCHT0   4160(R8)
+	PREFETCHT0   4224(R8)
 	MOVL         4(R8), R9
 	MOVL         8(R8), R10
 	MOVL         12(R8), R11
@@ -445,7 +448,7 @@ DATA wordshuf7<>+31(SB)/1, $0x0f
 GLOBL wordshuf7<>(SB), RODATA|NOPTR, $32
 
 // func gemvQ5KAVX2(w *byte, wstride int, rows int, x *byte, nb int, dst *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·gemvQ5KAVX2(SB), NOSPLIT, $0-48
 	MOVQ  w+0(FP), AX
 	MOVQ  wstride+8(FP), CX
@@ -463,6 +466,9 @@ row:
 	VMOVDQU nib4<>+0(SB), Y2
 
 blk:
+	PREFETCHT0   4096(R8)
+	PREFETCHT0   4160(R8)
+	PREFETCHT0   4224(R8)
 	MOVL         4(R8), R9
 	MOVL         8(R8), R10
 	MOVL         12(R8), R11
@@ -638,7 +644,7 @@ DATA bit4<>+31(SB)/1, $0x10
 GLOBL bit4<>(SB), RODATA|NOPTR, $32
 
 // func gemvQ6KAVX2(w *byte, wstride int, rows int, x *byte, nb int, dst *float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·gemvQ6KAVX2(SB), NOSPLIT, $0-48
 	MOVQ  w+0(FP), AX
 	MOVQ  wstride+8(FP), CX
@@ -655,6 +661,10 @@ row:
 	VMOVDQU nib4<>+0(SB), Y1
 
 blk:
+	PREFETCHT0   4096(R8)
+	PREFETCHT0   4160(R8)
+	PREFETCHT0   4224(R8)
+	PREFETCHT0   4288(R8)
 	VMOVDQU      192(R8), X2
 	VPMOVSXBW    X2, Y3
 	VPMADDWD     260(SI), Y3, Y3

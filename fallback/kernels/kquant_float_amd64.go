@@ -4,7 +4,8 @@ package kernels
 
 // Drivers of the one-token AVX2 kernels (K-quants, F16, F32). A batch runs
 // them token by token over a panel of rows small enough to stay in cache,
-// so the weights are read from memory once per call.
+// so the weights are read from memory once per call; K-quant batches of
+// kTileMinTok tokens or more run the tile kernels instead (ktile_simd_amd64.go).
 
 type gemvFunc func(w *byte, wstride, rows int, x *byte, n int, dst *float32)
 

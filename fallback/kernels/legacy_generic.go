@@ -1,23 +1,27 @@
 package kernels
 
-// Pure-Go Q8_0 and Q4_0 weight rows against a Q8_0 activation row.
+// Pure-Go Q8_0 and Q4_0 weight rows against a Q8_0 activation row, in
+// llama.cpp's float orders (order.go).
 
 func dotQ8_0Generic(w, x []byte, nb int) float32 {
-	var sum float32
+	var acc [8]float32
 	for b := 0; b < nb; b++ {
 		wb := w[b*q8_0Bytes : (b+1)*q8_0Bytes]
 		xb := x[b*q8_0Bytes : (b+1)*q8_0Bytes]
-		var s int32
-		for j := 2; j < q8_0Bytes; j++ {
-			s += int32(int8(wb[j])) * int32(int8(xb[j]))
+		d := float32(fp16At(wb) * fp16At(xb))
+		for i := range acc {
+			var s int32
+			for j := 2 + 4*i; j < 2+4*i+4; j++ {
+				s += int32(int8(wb[j])) * int32(int8(xb[j]))
+			}
+			acc[i] = fma32(d, float32(s), acc[i])
 		}
-		sum += float32(s) * (fp16At(wb) * fp16At(xb))
 	}
-	return sum
+	return hsum8(&acc)
 }
 
 func dotQ4_0Generic(w, x []byte, nb int) float32 {
-	var sum float32
+	var acc float32
 	for b := 0; b < nb; b++ {
 		wb := w[b*q4_0Bytes : (b+1)*q4_0Bytes]
 		xb := x[b*q8_0Bytes : (b+1)*q8_0Bytes]
@@ -27,7 +31,7 @@ func dotQ4_0Generic(w, x []byte, nb int) float32 {
 			s += (int32(q&15) - 8) * int32(int8(xb[2+j]))
 			s += (int32(q>>4) - 8) * int32(int8(xb[2+j+qk/2]))
 		}
-		sum += float32(s) * (fp16At(wb) * fp16At(xb))
+		acc = fma32(float32(s), float32(fp16At(wb)*fp16At(xb)), acc)
 	}
-	return sum
+	return acc
 }

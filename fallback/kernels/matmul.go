@@ -21,10 +21,13 @@ type matmulJob struct {
 	ntok int
 	dst  []float32
 	ldd  int
-	// aux is per-call data shared by all workers (activation block scales
-	// and quant sums for the Q8_0/Q4_0 kernels), computed before the
-	// parallel loop.
-	aux []int32
+	// packed, when set, holds the weights in panel layout instead of w.
+	packed *Packed
+	// aux and acts are per-call data shared by all workers (activation
+	// block infos for the GGUF-layout GEMV, activation tiles for the panel
+	// kernels), computed before the parallel loop.
+	aux  []int32
+	acts []byte
 }
 
 func (j *matmulJob) run(worker, lo, hi int) {
@@ -49,6 +52,11 @@ type kernel struct {
 // bytes (GGUF layout); xq holds ntok activation rows quantized by
 // QuantizeActs for wt. Work is split over output rows on p.
 func MatMul(p *Pool, wt backend.DType, w []byte, rows, cols int, xq []byte, ntok int, dst []float32, ldd int) error {
+	return matmul(p, wt, w, nil, rows, cols, xq, ntok, dst, ldd)
+}
+
+// matmul is MatMul on GGUF weights w or, when packed is set, on its panels.
+func matmul(p *Pool, wt backend.DType, w []byte, packed *Packed, rows, cols int, xq []byte, ntok int, dst []float32, ldd int) error {
 	if p == nil {
 		return fmt.Errorf("kernels: matmul %v: nil pool", wt)
 	}
@@ -63,7 +71,7 @@ func MatMul(p *Pool, wt backend.DType, w []byte, rows, cols int, xq []byte, ntok
 	if err != nil {
 		return err
 	}
-	if len(w) < rows*wrb {
+	if packed == nil && len(w) < rows*wrb {
 		return fmt.Errorf("kernels: matmul %v %dx%d: weights need %d bytes, have %d", wt, rows, cols, rows*wrb, len(w))
 	}
 	if len(xq) < ntok*xrb {
@@ -75,7 +83,7 @@ func MatMul(p *Pool, wt backend.DType, w []byte, rows, cols int, xq []byte, ntok
 	if need := (ntok-1)*ldd + rows; len(dst) < need {
 		return fmt.Errorf("kernels: matmul %v %dx%d: %d output rows need %d floats, have %d", wt, rows, cols, ntok, need, len(dst))
 	}
-	k := selectKernel(wt, ntok)
+	k := selectKernel(wt, ntok, packed != nil)
 	if k == nil {
 		// Types without a kernel go through the reference dot; check once
 		// that it accepts them so the parallel loop cannot fail.
@@ -88,14 +96,15 @@ func MatMul(p *Pool, wt backend.DType, w []byte, rows, cols int, xq []byte, ntok
 	p.mmMu.Lock()
 	defer p.mmMu.Unlock()
 	j := &p.mm
-	j.kern, j.wt, j.w, j.wrb, j.rows, j.cols = k, wt, w, wrb, rows, cols
+	j.kern, j.wt, j.w, j.wrb, j.rows, j.cols, j.packed = k, wt, w, wrb, rows, cols, packed
 	j.xq, j.xrb, j.ntok, j.dst, j.ldd = xq, xrb, ntok, dst, ldd
 	if k.prepare != nil {
 		k.prepare(j)
 	}
 	panels := (rows + k.panel - 1) / k.panel
 	p.forWorker(panels, k.grain, p.mmFn)
-	j.w, j.xq, j.dst = nil, nil, nil // do not keep the caller's memory alive
+	// Do not keep the caller's memory alive.
+	j.w, j.xq, j.dst, j.packed = nil, nil, nil, nil
 	return nil
 }
 
@@ -143,8 +152,15 @@ var genericKernels = map[backend.DType]*kernel{
 }
 
 // selectKernel picks the fastest kernel the CPU and the feature switches
-// allow for wt and a batch of ntok tokens, or nil for the reference path.
-func selectKernel(wt backend.DType, ntok int) *kernel {
+// allow for wt and a batch of ntok tokens, on panels (packed) or the GGUF
+// layout, or nil for the reference path.
+func selectKernel(wt backend.DType, ntok int, packed bool) *kernel {
+	if packed {
+		if f := simdPanelFuncs(wt); f != nil {
+			return &f.kern
+		}
+		return &genericPanelFuncs[wt].kern
+	}
 	if k := simdKernel(wt, ntok); k != nil {
 		return k
 	}

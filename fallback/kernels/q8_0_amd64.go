@@ -5,18 +5,10 @@
 package kernels
 
 // blockInfoQ8_0AVX2 writes, for each of nblocks Q8_0 blocks at x, the block scale
-// as float32 bits and 8 times the sum of its quants to aux[2i] and aux[2i+1].
+// as float32 bits to aux[2i] (aux[2i+1] is left alone).
 func blockInfoQ8_0AVX2(x *byte, nblocks int, aux *int32)
 
 // gemvQ8_0AVX2 sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights
 // wstride bytes apart; aux holds the activation's block scales as float32
 // at every other int32 (see blockInfoQ8_0AVX2).
 func gemvQ8_0AVX2(w *byte, wstride int, rows int, x *byte, aux *int32, nb int, dst *float32)
-
-// packQ8_0x8AVX2 packs eight Q8_0 rows (wstride bytes apart, nb blocks) into
-// the panel layout of gemmQ8_0x8AVX2: per block 8 float32 scales and 8x32 bytes.
-func packQ8_0x8AVX2(w *byte, wstride int, nb int, dst *byte)
-
-// gemmQ8_0x8AVX2 sets dst[t*ldd+r] = dot(panel row r, x row t) for r < 8, t < ntok;
-// activation rows are xstride bytes apart and their block infos nb*8 bytes apart in aux.
-func gemmQ8_0x8AVX2(panel *byte, nb int, x *byte, xstride int, aux *int32, ntok int, dst *float32, ldd int)

@@ -8,37 +8,64 @@ import (
 	"qinfer/host/backend"
 )
 
-// useAVX2 switches the AVX2 kernels (which also need FMA and F16C, present
-// on every AVX2 CPU in practice but reported separately). Tests turn it off
-// to run the same vectors on the pure-Go kernels.
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+// Feature switches. Tests turn them off to run the same vectors on the
+// next path down (AVX512-VNNI, then AVX2, then pure Go).
+var (
+	// useAVX2 switches the AVX2 kernels (which also need FMA and F16C,
+	// present on every AVX2 CPU in practice but reported separately).
+	useAVX2 = hasAVX2
+	// useVNNI switches the AVX512-VNNI kernels (VPDPBUSD on ZMM registers,
+	// with AVX512BW byte ops and BMI2); they also run AVX2 code.
+	useVNNI = hasVNNI
+)
+
+var (
+	hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	hasVNNI = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+		cpu.X86.HasAVX512VNNI && cpu.X86.HasBMI2
+)
 
 func simdFeatures() []string {
+	var f []string
 	if useAVX2 {
-		return []string{"AVX2", "FMA", "F16C"}
+		f = append(f, "AVX2", "FMA", "F16C")
 	}
-	return nil
+	if useAVX2 && useVNNI {
+		f = append(f, "AVX512-VNNI")
+	}
+	return f
 }
 
 func simdKernel(wt backend.DType, ntok int) *kernel {
 	if !useAVX2 {
 		return nil
 	}
-	// One kernel per format for every batch size, so that a token's
-	// result never depends on what else is in the batch, and each in
-	// llama.cpp's float order for that format: Q8_0 as ggml_vec_dot and
-	// tinyBLAS sum (8 lanes per row and token), Q4_0 as its repacked 8x8
-	// gemv/gemm (rows in lanes, one FMA per block).
 	switch wt {
 	case backend.Q8_0:
-		return &q8_0GEMV
+		// Every path keeps llama.cpp's vec_dot order (order.go). With
+		// AVX2 the panel kernel runs one token at a time and would only
+		// add the packing, so the row kernel runs for every batch.
+		switch {
+		case !useVNNI:
+			return &q8_0GEMV
+		case ntok > gemvMaxTok:
+			return &simdPanelFuncs(wt).kern
+		}
+		return &q8_0GEMVVNNI
 	case backend.Q4_0:
-		return &q4_0GEMM
-	case backend.Q4_K:
-		return &q4KAVX2
-	case backend.Q5_K:
-		return &q5KAVX2
-	case backend.Q6_K:
+		// Llama.cpp's repacked Q4_0 order has rows in lanes: the panel
+		// kernel for every batch, one token included.
+		return &simdPanelFuncs(wt).kern
+	case backend.Q4_K, backend.Q5_K, backend.Q6_K:
+		if ntok >= kTileMinTok {
+			return kTileKernel(wt)
+		}
+		switch wt {
+		case backend.Q4_K:
+			return &q4KAVX2
+		case backend.Q5_K:
+			return &q5KAVX2
+		}
 		return &q6KAVX2
 	case backend.F16:
 		return &f16AVX2
@@ -46,4 +73,26 @@ func simdKernel(wt backend.DType, ntok int) *kernel {
 		return &f32AVX2
 	}
 	return nil
+}
+
+// simdQuantRow returns the AVX2 quantizer of activation rows to at, or nil.
+func simdQuantRow(at backend.DType) func(src []float32, out []byte) {
+	if !useAVX2 {
+		return nil
+	}
+	switch at {
+	case backend.Q8_0:
+		return quantRowQ8_0AVX2
+	case backend.Q8_K:
+		return quantRowQ8KAVX2
+	}
+	return nil
+}
+
+func quantRowQ8_0AVX2(src []float32, out []byte) {
+	quantizeQ8_0AVX2(&src[0], len(src)/qk, &out[0])
+}
+
+func quantRowQ8KAVX2(src []float32, out []byte) {
+	quantizeQ8KAVX2(&src[0], len(src)/qkK, &out[0])
 }

@@ -8,4 +8,8 @@ import "qinfer/host/backend"
 
 func simdKernel(backend.DType, int) *kernel { return nil }
 
+func simdPanelFuncs(backend.DType) *panelFuncs { return nil }
+
 func simdFeatures() []string { return nil }
+
+func simdQuantRow(backend.DType) func(src []float32, out []byte) { return nil }

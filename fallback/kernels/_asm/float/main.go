@@ -54,6 +54,7 @@ func gemv(name, format string, size int) {
 	Label("loop32")
 	CMPQ(n, Imm(32))
 	JL(LabelRef("loop8"))
+	gen.Prefetch(wp, gen.PrefetchAhead, 32*size)
 	for i := 0; i < 4; i++ {
 		a, b := YMM(), YMM()
 		load8(Mem{Base: wp, Disp: 8 * size * i}, size, a)

@@ -96,37 +96,8 @@ func gemvK4(name, format string, blockBytes int, q5 bool) {
 		m4 := YMM()
 		VMOVDQU(gen.Splat8("nib4", 0x0f), m4)
 		Label("blk")
-		// Unpack the 12 scale bytes into 8 scales and 8 mins (bytes of
-		// u0,u1 and u2,u3), as get_scale_min_k4 defines them.
-		a0, a1, a2 := GP32(), GP32(), GP32()
-		MOVL(Mem{Base: w, Disp: 4}, a0)
-		MOVL(Mem{Base: w, Disp: 8}, a1)
-		MOVL(Mem{Base: w, Disp: 12}, a2)
-		u1, u3, t := GP32(), GP32(), GP32()
-		// u3 = ((a2 >> 4) & 0x0f0f0f0f) | (((a1 >> 6) & 0x03030303) << 4)
-		MOVL(a2, u3)
-		SHRL(Imm(4), u3)
-		ANDL(U32(0x0f0f0f0f), u3)
-		MOVL(a1, t)
-		SHRL(Imm(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(Imm(4), t)
-		ORL(t, u3)
-		// u1 = (a2 & 0x0f0f0f0f) | (((a0 >> 6) & 0x03030303) << 4)
-		MOVL(a2, u1)
-		ANDL(U32(0x0f0f0f0f), u1)
-		MOVL(a0, t)
-		SHRL(Imm(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(Imm(4), t)
-		ORL(t, u1)
-		ANDL(U32(0x3f3f3f3f), a0) // u0: scales 0-3
-		ANDL(U32(0x3f3f3f3f), a1) // u2: mins 0-3
-		sx := XMM()
-		VMOVD(a0, sx)
-		VPINSRD(Imm(1), u1, sx, sx)
-		VPINSRD(Imm(2), a1, sx, sx)
-		VPINSRD(Imm(3), u3, sx, sx)
+		gen.Prefetch(w, gen.PrefetchAhead, blockBytes)
+		sx := gen.ScaleMinK4(Mem{Base: w, Disp: 4})
 		ms := YMM()
 		VPMOVZXBW(sx, ms) // words: 8 scales, 8 mins
 		// Mins times the 32-element activation sums.
@@ -226,6 +197,7 @@ func gemvQ6K() {
 		m4 := YMM()
 		VMOVDQU(gen.Splat8("nib4", 0x0f), m4)
 		Label("blk")
+		gen.Prefetch(w, gen.PrefetchAhead, 210)
 		scb := XMM()
 		VMOVDQU(Mem{Base: w, Disp: 192}, scb)
 		// Offset term: 32 * sum over sub-blocks of scale * block sum.

@@ -1,7 +1,7 @@
-// Command q8_0 generates the AVX2 kernels for Q8_0 weights against Q8_0
-// activations: a matrix-vector product on the GGUF layout (decode), the
-// packing of eight weight rows into an interleaved panel, and the panel
-// times many tokens product (prompts).
+// Command q8_0 generates the AVX2 matrix-vector product of Q8_0 weights in
+// GGUF layout with a Q8_0 activation row (decode without a Prepared
+// matrix), and the activation block infos it uses. Multi-token products
+// run on the panel layout (../panel).
 package main
 
 //go:generate go run . -out ../../q8_0_amd64.s -stubs ../../q8_0_amd64.go -pkg kernels
@@ -22,41 +22,20 @@ func main() {
 	gen.Header()
 	blockInfo()
 	gemv()
-	pack()
-	gemm()
 	Generate()
 }
 
-// blockInfo precomputes, once per call, what every weight row needs from an
-// activation block: its scale widened to float32 and 8 times the sum of
-// its quants (Q4_0 weights are q-8 with q stored unsigned, so a dot is
-// sum(q*x) - 8*sum(x)). Activation rows are contiguous, so one call covers
+// blockInfo converts, once per call, every activation block's scale to
+// float32 for all rows. Activation rows are contiguous, so one call covers
 // all tokens.
 func blockInfo() {
 	TEXT("blockInfoQ8_0AVX2", NOSPLIT, "func(x *byte, nblocks int, aux *int32)")
 	Doc("blockInfoQ8_0AVX2 writes, for each of nblocks Q8_0 blocks at x, the block scale",
-		"as float32 bits and 8 times the sum of its quants to aux[2i] and aux[2i+1].")
+		"as float32 bits to aux[2i] (aux[2i+1] is left alone).")
 	x := Load(Param("x"), GP64())
 	n := Load(Param("nblocks"), GP64())
 	aux := Load(Param("aux"), GP64())
-	ones8, ones16 := YMM(), YMM()
-	VMOVDQU(gen.Splat8("ones8", 1), ones8)
-	VMOVDQU(gen.Splat16("ones16", 1), ones16)
 	Label("blk")
-	s := YMM()
-	VMOVDQU(Mem{Base: x, Disp: 2}, s)
-	VPMADDUBSW(s, ones8, s)
-	VPMADDWD(ones16, s, s)
-	h := XMM()
-	VEXTRACTI128(Imm(1), s, h)
-	VPADDD(s.AsX(), h, h)
-	t := XMM()
-	VPSHUFD(Imm(0x4e), h, t)
-	VPADDD(t, h, h)
-	VPSHUFD(Imm(0xb1), h, t)
-	VPADDD(t, h, h)
-	VPSLLD(Imm(3), h, h)
-	VMOVD(h, Mem{Base: aux, Disp: 4})
 	d := XMM()
 	VPBROADCASTW(Mem{Base: x}, d)
 	VCVTPH2PS(d, d)
@@ -65,7 +44,6 @@ func blockInfo() {
 	ADDQ(Imm(8), aux)
 	DECQ(n)
 	JNZ(LabelRef("blk"))
-	VZEROUPPER()
 	RET()
 }
 
@@ -102,8 +80,20 @@ func gemv() {
 			acc[r] = YMM()
 			VXORPS(acc[r], acc[r], acc[r])
 		}
+		// The next group of rows follows this one in memory: prefetch it
+		// at the pace this group is read (nr blocks per iteration),
+		// across the page boundaries where the hardware prefetchers stop.
+		var pf reg.GPVirtual
+		if nr == 4 {
+			pf = GP64()
+			LEAQ(Mem{Base: w, Index: ws, Scale: 4}, pf)
+		}
 		blk := fmt.Sprintf("blk%d", nr)
 		Label(blk)
+		if nr == 4 {
+			gen.Prefetch(pf, 0, 4*blockBytes)
+			ADDQ(U32(4*blockBytes), pf)
+		}
 		X := YMM()
 		VMOVDQU(Mem{Base: x, Disp: 2}, X)
 		DX := YMM()
@@ -141,153 +131,4 @@ func gemv() {
 	}
 	VZEROUPPER()
 	RET()
-}
-
-// pack interleaves eight rows block by block: per block, the eight scales
-// as float32, then for each 4-byte group g of the block the group of every
-// row (32 bytes). The GEMM then gets eight rows' partial sums in the eight
-// int32 lanes of one register, so its float work is once per 8x32 MACs.
-func pack() {
-	TEXT("packQ8_0x8AVX2", NOSPLIT, "func(w *byte, wstride, nb int, dst *byte)")
-	Doc("packQ8_0x8AVX2 packs eight Q8_0 rows (wstride bytes apart, nb blocks) into",
-		"the panel layout of gemmQ8_0x8AVX2: per block 8 float32 scales and 8x32 bytes.")
-	w := Load(Param("w"), GP64())
-	ws := Load(Param("wstride"), GP64())
-	n := Load(Param("nb"), GP64())
-	dst := Load(Param("dst"), GP64())
-	ws3 := GP64()
-	LEAQ(Mem{Base: ws, Index: ws, Scale: 2}, ws3)
-	p4 := GP64()
-	LEAQ(Mem{Base: w, Index: ws, Scale: 4}, p4)
-	Label("blk")
-	sx := XMM()
-	VPXOR(sx, sx, sx)
-	for r := 0; r < 8; r++ {
-		VPINSRW(Imm(uint64(r)), gen.RowAddr(r, w, p4, ws, ws3, 0), sx, sx)
-	}
-	sy := YMM()
-	VCVTPH2PS(sx, sy)
-	VMOVUPS(sy, Mem{Base: dst})
-	var rows [8]reg.VecVirtual
-	for r := range rows {
-		rows[r] = YMM()
-		VMOVDQU(gen.RowAddr(r, w, p4, ws, ws3, 2), rows[r])
-	}
-	out := gen.Transpose8x8(rows)
-	for g, v := range out {
-		VMOVDQU(v, Mem{Base: dst, Disp: 32 + 32*g})
-	}
-	ADDQ(Imm(blockBytes), w)
-	ADDQ(Imm(blockBytes), p4)
-	ADDQ(U32(288), dst)
-	DECQ(n)
-	JNZ(LabelRef("blk"))
-	VZEROUPPER()
-	RET()
-}
-
-// gemm multiplies a packed panel of eight rows with ntok activation rows,
-// four tokens at a time: each 32-byte weight group is loaded and made
-// absolute once and used for four tokens, and the block scales are applied
-// to eight rows at once.
-func gemm() {
-	TEXT("gemmQ8_0x8AVX2", NOSPLIT, "func(panel *byte, nb int, x *byte, xstride int, aux *int32, ntok int, dst *float32, ldd int)")
-	Doc("gemmQ8_0x8AVX2 sets dst[t*ldd+r] = dot(panel row r, x row t) for r < 8, t < ntok;",
-		"activation rows are xstride bytes apart and their block infos nb*8 bytes apart in aux.")
-	x := Load(Param("x"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	aux := Load(Param("aux"), GP64())
-	ntok := Load(Param("ntok"), GP64())
-	dst := Load(Param("dst"), GP64())
-	ldd := Load(Param("ldd"), GP64())
-	SHLQ(Imm(2), ldd)
-	as := Load(Param("nb"), GP64())
-	SHLQ(Imm(3), as)
-	ones := YMM()
-	VMOVDQU(gen.Splat16("ones16", 1), ones)
-
-	Label("tok4")
-	CMPQ(ntok, Imm(4))
-	JL(LabelRef("tail"))
-	gemmTile(4, x, xs, aux, as, dst, ldd, ones)
-	for i := 0; i < 4; i++ {
-		ADDQ(xs, x)
-		ADDQ(as, aux)
-		ADDQ(ldd, dst)
-	}
-	SUBQ(Imm(4), ntok)
-	JMP(LabelRef("tok4"))
-	Label("tail")
-	for nt := 3; nt >= 1; nt-- {
-		CMPQ(ntok, Imm(uint64(nt)))
-		JNE(LabelRef(fmt.Sprintf("not%d", nt)))
-		gemmTile(nt, x, xs, aux, as, dst, ldd, ones)
-		JMP(LabelRef("done"))
-		Label(fmt.Sprintf("not%d", nt))
-	}
-	Label("done")
-	VZEROUPPER()
-	RET()
-}
-
-func gemmTile(nt int, x0, xs, aux0, as, dst, ldd reg.Register, ones reg.VecVirtual) {
-	Commentf("tile of 8 rows x %d tokens", nt)
-	pp := Load(Param("panel"), GP64())
-	n := Load(Param("nb"), GP64())
-	x, aux := GP64(), GP64()
-	MOVQ(x0, x)
-	MOVQ(aux0, aux)
-	var xs3, as3 reg.Register
-	if nt == 4 {
-		xs3, as3 = GP64(), GP64()
-		LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
-		LEAQ(Mem{Base: as, Index: as, Scale: 2}, as3)
-	}
-	acc := make([]reg.VecVirtual, nt)
-	for t := range acc {
-		acc[t] = YMM()
-		VXORPS(acc[t], acc[t], acc[t])
-	}
-	blk := fmt.Sprintf("blk%d", nt)
-	Label(blk)
-	isum := make([]reg.VecVirtual, nt)
-	for t := range isum {
-		isum[t] = YMM()
-		VPXOR(isum[t], isum[t], isum[t])
-	}
-	for g := 0; g < 8; g++ {
-		W, A := YMM(), YMM()
-		VMOVDQU(Mem{Base: pp, Disp: 32 + 32*g}, W)
-		VPABSB(W, A)
-		for t := 0; t < nt; t++ {
-			X := YMM()
-			VPBROADCASTD(gen.Nth(t, x, xs, xs3, 2+4*g), X)
-			VPSIGNB(W, X, X)
-			VPMADDUBSW(X, A, X)
-			VPMADDWD(ones, X, X)
-			VPADDD(X, isum[t], isum[t])
-		}
-	}
-	DW := YMM()
-	VMOVUPS(Mem{Base: pp}, DW)
-	for t := 0; t < nt; t++ {
-		S := YMM()
-		VBROADCASTSS(gen.Nth(t, aux, as, as3, 0), S)
-		VMULPS(DW, S, S)
-		VCVTDQ2PS(isum[t], isum[t])
-		VFMADD231PS(isum[t], S, acc[t])
-	}
-	ADDQ(U32(288), pp)
-	ADDQ(Imm(blockBytes), x)
-	ADDQ(Imm(8), aux)
-	DECQ(n)
-	JNZ(LabelRef(blk))
-	d := GP64()
-	MOVQ(dst, d)
-	for t := 0; t < nt; t++ {
-		VMOVUPS(acc[t], Mem{Base: d})
-		if t < nt-1 {
-			ADDQ(ldd, d)
-		}
-	}
 }
