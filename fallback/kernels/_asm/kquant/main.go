@@ -208,36 +208,9 @@ func gemvQ6K() {
 		sumi := YMM()
 		VPXOR(sumi, sumi, sumi)
 		for n := 0; n < 2; n++ {
-			q1, q2, qh := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 64 * n}, q1)
-			VMOVDQU(Mem{Base: w, Disp: 64*n + 32}, q2)
-			VMOVDQU(Mem{Base: w, Disp: 128 + 32*n}, qh)
+			q6 := gen.LoadQ6K(w, n)
 			for k := 0; k < 4; k++ {
-				// Low 4 bits: nibbles of q1 (k even) or q2 (k odd), low
-				// (k < 2) or high (k >= 2).
-				src := q1
-				if k%2 == 1 {
-					src = q2
-				}
-				q := YMM()
-				if k < 2 {
-					VPAND(m4, src, q)
-				} else {
-					VPSRLW(Imm(4), src, q)
-					VPAND(m4, q, q)
-				}
-				// High 2 bits: bits 2k, 2k+1 of qh moved to bits 4, 5.
-				h := YMM()
-				switch {
-				case 2*k < 4:
-					VPSLLW(Imm(uint64(4-2*k)), qh, h)
-				case 2*k > 4:
-					VPSRLW(Imm(uint64(2*k-4)), qh, h)
-				default:
-					VMOVDQA(qh, h)
-				}
-				VPAND(gen.Splat8("bits45", 0x30), h, h)
-				VPOR(h, q, q)
+				q := q6.Quants(k, m4)
 				VPMADDUBSW(Mem{Base: x, Disp: q8KQs + 128*n + 32*k}, q, q)
 				s := XMM()
 				VPSHUFB(byteShuffle(8*n+2*k).Offset(0), scb, s)

@@ -17,83 +17,48 @@ func Header() {
 
 var consts = map[string]Mem{}
 
-// Splat returns a 32-byte read-only constant holding v in every byte.
-func Splat8(name string, v byte) Mem {
+// constant returns the read-only constant name, writing it with data the
+// first time it is asked for; n elements of size bytes each, element i
+// being op(i).
+func constant(name string, n, size int, op func(i int) Constant) Mem {
 	if m, ok := consts[name]; ok {
 		return m
 	}
 	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 32; i++ {
-		DATA(i, U8(v))
+	for i := 0; i < n; i++ {
+		DATA(size*i, op(i))
 	}
 	consts[name] = m
 	return m
+}
+
+// Splat8 returns a 32-byte read-only constant holding v in every byte.
+func Splat8(name string, v byte) Mem {
+	return constant(name, 32, 1, func(int) Constant { return U8(v) })
 }
 
 // Splat16 returns a 32-byte read-only constant holding v in every word.
 func Splat16(name string, v uint16) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 16; i++ {
-		DATA(2*i, U16(v))
-	}
-	consts[name] = m
-	return m
+	return constant(name, 16, 2, func(int) Constant { return U16(v) })
 }
 
 // Splat32 returns a 32-byte read-only constant holding v in every dword.
 func Splat32(name string, v uint32) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 8; i++ {
-		DATA(4*i, U32(v))
-	}
-	consts[name] = m
-	return m
+	return constant(name, 8, 4, func(int) Constant { return U32(v) })
 }
 
 // Splat32f returns a 32-byte read-only constant holding v in every float32.
 func Splat32f(name string, v float32) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 8; i++ {
-		DATA(4*i, F32(v))
-	}
-	consts[name] = m
-	return m
+	return constant(name, 8, 4, func(int) Constant { return F32(v) })
 }
 
 // Bytes returns a read-only constant with the given bytes.
 func Bytes(name string, b []byte) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i, v := range b {
-		DATA(i, U8(v))
-	}
-	consts[name] = m
-	return m
+	return constant(name, len(b), 1, func(i int) Constant { return U8(b[i]) })
 }
 
 // Bytes32 returns a 32-byte read-only constant with the given bytes.
-func Bytes32(name string, b [32]byte) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i, v := range b {
-		DATA(i, U8(v))
-	}
-	consts[name] = m
-	return m
-}
+func Bytes32(name string, b [32]byte) Mem { return Bytes(name, b[:]) }
 
 // BroadcastFP16 loads the half at m and returns it widened to float32 in
 // all eight lanes of a YMM register.
@@ -252,4 +217,48 @@ func HsumPS16(z reg.VecVirtual) reg.VecVirtual {
 	VEXTRACTF64X4(Imm(1), z, y)
 	VADDPS(z.AsY(), y, y)
 	return HsumPS8X(y)
+}
+
+// Q6K holds the quant bytes of one half (128 quants) of a Q6_K block:
+// ql's two 32-byte rows and the 32 bytes of qh that go with them.
+type Q6K struct{ q1, q2, qh reg.VecVirtual }
+
+// LoadQ6K loads half n (0 or 1) of the Q6_K block at w.
+func LoadQ6K(w reg.Register, n int) Q6K {
+	h := Q6K{YMM(), YMM(), YMM()}
+	VMOVDQU(Mem{Base: w, Disp: 64 * n}, h.q1)
+	VMOVDQU(Mem{Base: w, Disp: 64*n + 32}, h.q2)
+	VMOVDQU(Mem{Base: w, Disp: 128 + 32*n}, h.qh)
+	return h
+}
+
+// Quants returns the 32 6-bit quants k (0..3) of the half, offset by 32
+// as stored (0..63); m4 holds 0x0f in every byte.
+func (h Q6K) Quants(k int, m4 reg.VecVirtual) reg.VecVirtual {
+	// Low 4 bits: nibbles of q1 (k even) or q2 (k odd), low (k < 2) or
+	// high (k >= 2).
+	src := h.q1
+	if k%2 == 1 {
+		src = h.q2
+	}
+	q := YMM()
+	if k < 2 {
+		VPAND(m4, src, q)
+	} else {
+		VPSRLW(Imm(4), src, q)
+		VPAND(m4, q, q)
+	}
+	// High 2 bits: bits 2k, 2k+1 of qh moved to bits 4, 5.
+	hi := YMM()
+	switch {
+	case 2*k < 4:
+		VPSLLW(Imm(uint64(4-2*k)), h.qh, hi)
+	case 2*k > 4:
+		VPSRLW(Imm(uint64(2*k-4)), h.qh, hi)
+	default:
+		VMOVDQA(h.qh, hi)
+	}
+	VPAND(Splat8("bits45", 0x30), hi, hi)
+	VPOR(hi, q, q)
+	return q
 }
