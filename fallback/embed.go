@@ -54,6 +54,7 @@ func dequantizeRow(w *weightTensor, r int, dst []float32) error {
 		if err := quant.DequantizeRow(w.typ, src, w.rowScales[r], dst); err != nil {
 			return fmt.Errorf("%v row %d: %w", w, r, err)
 		}
+		outlierRow(w, r, dst)
 		return nil
 	}
 	if err := quant.Dequantize(w.typ, src, dst); err != nil {

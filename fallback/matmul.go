@@ -12,7 +12,7 @@ import (
 // first quantized to the weight type's activation format (as llama.cpp's
 // CPU matmul does: Q8_0 for Q8_0/Q4_0, Q8_K for K-quants, F16 for F16)
 // into a scratch buffer owned by the backend, then the kernels multiply
-// the quantized rows with the weight rows in GGUF layout.
+// the quantized rows with the weight as Upload prepared it.
 func (c *CPU) MatMul(dst, w, x backend.Tensor) error {
 	if err := c.begin(opMatMul); err != nil {
 		return err
@@ -56,7 +56,7 @@ func (c *CPU) MatMul(dst, w, x backend.Tensor) error {
 	if err := kernels.QuantizeActs(c.pool, wt.typ, xa.data, xa.stride, ntok, xa.cols, xq); err != nil {
 		return fmt.Errorf("matmul %v: quantize input %v: %w", wt, xa, err)
 	}
-	if err := kernels.MatMul(c.pool, wt.typ, wt.data, wt.rows, wt.cols, xq, ntok, d.data, d.stride); err != nil {
+	if err := kernels.MatMulPacked(c.pool, wt.packed, xq, ntok, d.data, d.stride); err != nil {
 		return fmt.Errorf("matmul %v: %w", wt, err)
 	}
 	st = opStats{
@@ -69,17 +69,20 @@ func (c *CPU) MatMul(dst, w, x backend.Tensor) error {
 
 // matMulRows runs a row-format weight (W8, FP8, Ternary, Binary): the
 // input quantized per token to int8 (with the weight's static activation
-// scale when it has one), then fallback/rowkernels' exact integer
-// products scaled by row and token scales.
+// scale when it has one, and without its outlier channels when it is
+// split), then fallback/rowkernels' exact integer products scaled by row
+// and token scales, plus the float product of the outlier columns.
 func (c *CPU) matMulRows(d *activation, wt *weightTensor, xa *activation, st *opStats) error {
-	if err := rowkernels.QuantizeActs(c.pool, xa.data, xa.stride, xa.rows, xa.cols, wt.actScale, &c.rowActs); err != nil {
+	ocols := wt.rowm.OutlierCols()
+	if err := rowkernels.QuantizeActsSplit(c.pool, xa.data, xa.stride, xa.rows, xa.cols, wt.actScale, ocols, &c.rowActs); err != nil {
 		return fmt.Errorf("matmul %v: quantize input %v: %w", wt, xa, err)
 	}
 	if err := rowkernels.MatMul(c.pool, wt.rowm, &c.rowActs, d.data, d.stride); err != nil {
 		return fmt.Errorf("matmul %v: %w", wt, err)
 	}
+	k := int64(len(ocols))
 	*st = opStats{
-		bytes: int64(len(wt.data)) + 4*int64(wt.rows) + 4*int64(xa.rows)*int64(wt.cols+wt.rows),
+		bytes: int64(len(wt.data)) + 4*int64(wt.rows) + 2*k*int64(wt.rows) + 4*int64(xa.rows)*int64(wt.cols+wt.rows),
 		ops:   2 * int64(wt.rows) * int64(wt.cols) * int64(xa.rows),
 		ok:    true,
 	}

@@ -5,13 +5,18 @@ import (
 	"fmt"
 	"unsafe"
 
+	"qinfer/fallback/kernels"
 	"qinfer/fallback/rowkernels"
 	"qinfer/host/backend"
 	"qinfer/host/quant"
 )
 
 // weightTensor is an uploaded weight. data is the caller's slice (usually
-// mmap'd GGUF bytes), kept as is: the CPU reads GGUF's layout directly.
+// mmap'd GGUF bytes), kept for row reads (embedding lookups); matrix
+// products read packed, which for Q8_0 and Q4_0 is a copy repacked into
+// kernels' row panels (decode reads a panel with one stream instead of
+// eight rows' worth of scattered blocks: docs/benchmarks.md has the
+// measurement) and for the other types the GGUF bytes themselves.
 type weightTensor struct {
 	name      string
 	typ       backend.DType
@@ -19,12 +24,16 @@ type weightTensor struct {
 	cols      int
 	rowBytes  int
 	data      []byte
+	packed    *kernels.Packed
 	rowScales []float32
 	actScale  float32
 	// rowm is set for the row formats (W8, FP8, Ternary, Binary): the
 	// weight as fallback/rowkernels multiplies it.
-	rowm  *rowkernels.Matrix
-	freed bool
+	rowm *rowkernels.Matrix
+	// outlierW holds the F16 weights of a split row-format weight's
+	// outlier columns (rowm.OutlierCols()), rows x k, for Read.
+	outlierW []uint16
+	freed    bool
 }
 
 func (w *weightTensor) DType() backend.DType { return w.typ }
@@ -76,10 +85,13 @@ func (c *CPU) Upload(w *backend.Weight) (backend.Tensor, error) {
 		return nil, fmt.Errorf("upload: weight %s: %w", w.Name, err)
 	}
 	var rowm *rowkernels.Matrix
+	var packed *kernels.Packed
 	if quant.IsRowFormat(w.Type) {
 		if rowm, err = rowkernels.NewMatrix(w); err != nil {
 			return nil, fmt.Errorf("upload: %w", err)
 		}
+	} else if packed, err = kernels.Prepare(w.Type, w.Data, w.Rows, w.Cols); err != nil {
+		return nil, fmt.Errorf("upload: weight %s: %w", w.Name, err)
 	}
 	return &weightTensor{
 		name:      w.Name,
@@ -88,9 +100,11 @@ func (c *CPU) Upload(w *backend.Weight) (backend.Tensor, error) {
 		cols:      w.Cols,
 		rowBytes:  rb,
 		data:      w.Data,
+		packed:    packed,
 		rowScales: w.RowScales,
 		actScale:  w.ActScale,
 		rowm:      rowm,
+		outlierW:  w.OutlierW,
 	}, nil
 }
 
@@ -187,7 +201,7 @@ func (c *CPU) Free(t any) error {
 		if x.freed {
 			return fmt.Errorf("free: %v already freed", x)
 		}
-		x.freed, x.data, x.rowScales, x.rowm = true, nil, nil, nil
+		x.freed, x.data, x.packed, x.rowScales, x.rowm, x.outlierW = true, nil, nil, nil, nil, nil
 	case *activation:
 		if x.freed {
 			return fmt.Errorf("free: %v already freed", x)

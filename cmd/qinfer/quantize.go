@@ -15,7 +15,7 @@ import (
 func init() {
 	register(&command{
 		name:  "quantize",
-		usage: "IN.gguf OUT.gguf --type T [--method dynamic|static|mixed] [--calib TEXT] [--budget size=N|kld=X] [--keep PATTERN=TYPE ...]",
+		usage: "IN.gguf OUT.gguf --type T [--method dynamic|static|mixed] [--calib TEXT] [--budget size=N|kld=X] [--outliers split|tensor|off] [--keep PATTERN=TYPE ...]",
 		short: "quantize an F32/F16/BF16 model: llama.cpp's types (byte-identical), W8, FP8, ternary, binary; static and mixed methods",
 		run:   runQuantize,
 	})
@@ -53,7 +53,9 @@ func runQuantize(env *cliEnv, args []string) error {
 	observer := fs.String("observer", "minmax", "static: activation scale observer, minmax, percentile or mse")
 	percentile := fs.Float64("percentile", 99.99, "static: the percentile observer's percentile")
 	ladder := fs.String("ladder", "", "mixed: comma-separated types a tensor may be raised to (default: --type's, Q8_0 or W8, F16)")
-	outliers := fs.Float64("outlier-threshold", 6, "mixed: LLM.int8() threshold: a tensor whose input has channels beyond it stays at the top of the ladder (0: off)")
+	outliers := fs.Float64("outlier-threshold", 6, "LLM.int8() threshold: input channels whose calibration activations exceed it are outlier channels (0: none)")
+	outlierMode := fs.String("outliers", "", "what outlier channels do: split (row formats: their columns in F16, the rest int8 with scales computed without them), tensor (keep the whole tensor at higher precision: a mixed plan's top rung, else F16) or off; default split for row formats with --calib, tensor for mixed block types, else off")
+	outlierCap := fs.Float64("outlier-cap", 1.0/32, "split: the most columns split off one tensor, as a fraction of its input channels (the largest are kept)")
 	calibCtx := fs.Int("calib-ctx", 0, "calibration chunk length in tokens (0: min(128, the model's context))")
 	calibTokens := fs.Int("calib-tokens", 512, "calibration tokens used at most")
 	threads := fs.Int("threads", 0, "worker threads (0: all cores)")
@@ -66,6 +68,13 @@ func runQuantize(env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
+		if opt.Outliers, err = quantize.ParseOutlierMode(*outlierMode); err != nil {
+			return usagef("--outliers: %v", err)
+		}
+		if !(*outlierCap > 0 && *outlierCap <= 1) {
+			return usagef("--outlier-cap %g: want a fraction in (0, 1]", *outlierCap)
+		}
+		opt.OutlierCap = *outlierCap
 		opt.Keep = keep
 		opt.Calib.Ctx, opt.Calib.MaxTokens = *calibCtx, *calibTokens
 		opt.Threads = *threads
@@ -119,8 +128,10 @@ func quantizeOptions(typ, method, calib, budget, observer, ladder string, percen
 			return opt, usagef("--ladder: %v", err)
 		}
 	}
+	// The library reads 0 as "the default" and negative as "off"; on the
+	// command line 0 (or less) means no outlier channels.
 	opt.OutlierThreshold = outliers
-	if outliers == 0 {
+	if outliers <= 0 {
 		opt.OutlierThreshold = -1
 	}
 	if calib != "" {
@@ -154,10 +165,17 @@ func printQuantize(w io.Writer, in, out string, rep *quantize.Report, quiet bool
 		tw.Flush()
 	}
 	if c := rep.Calibration; c != nil {
-		fmt.Fprintf(w, "calibration: %d of %d tokens in %d chunks of %d, observer %s\n", c.Tokens, c.TextTokens, c.Chunks, c.Ctx, c.Observer)
+		what := "observer " + c.Observer
+		if c.Observer == "" {
+			what = "for outlier channels"
+		}
+		fmt.Fprintf(w, "calibration: %d of %d tokens in %d chunks of %d, %s\n", c.Tokens, c.TextTokens, c.Chunks, c.Ctx, what)
 	}
 	if p := rep.Plan; p != nil {
 		printPlan(w, p)
+	}
+	if o := rep.Outliers; o != nil {
+		fmt.Fprint(w, o.Text())
 	}
 	fmt.Fprintf(w, "%s: %s (%s), %.3f MiB -> %.3f MiB of tensors, %.2f bits per weight\n",
 		out, rep.Type, rep.Method, mib(rep.InputBytes), mib(rep.OutputBytes), rep.BitsPerWeight())
@@ -186,29 +204,31 @@ func printPlan(w io.Writer, p *quantize.Plan) {
 // jsonReport is the report with type names instead of numbers.
 func jsonReport(out string, rep *quantize.Report) any {
 	type tensor struct {
-		Name     string   `json:"name"`
-		Dims     []uint64 `json:"dims"`
-		From     string   `json:"from"`
-		To       string   `json:"to"`
-		Bytes    int64    `json:"bytes"`
-		Reason   string   `json:"reason"`
-		ActScale float32  `json:"act_scale,omitempty"`
+		Name      string   `json:"name"`
+		Dims      []uint64 `json:"dims"`
+		From      string   `json:"from"`
+		To        string   `json:"to"`
+		Bytes     int64    `json:"bytes"`
+		Reason    string   `json:"reason"`
+		ActScale  float32  `json:"act_scale,omitempty"`
+		SplitCols []int32  `json:"split_columns,omitempty"`
 	}
 	r := struct {
-		File          string                `json:"file"`
-		Type          string                `json:"type"`
-		Method        string                `json:"method"`
-		InputBytes    int64                 `json:"input_bytes"`
-		OutputBytes   int64                 `json:"output_bytes"`
-		Params        int64                 `json:"params"`
-		BitsPerWeight float64               `json:"bits_per_weight"`
-		Tensors       []tensor              `json:"tensors"`
-		Calibration   *quantize.CalibReport `json:"calibration,omitempty"`
-		Plan          *quantize.Plan        `json:"plan,omitempty"`
+		File          string                  `json:"file"`
+		Type          string                  `json:"type"`
+		Method        string                  `json:"method"`
+		InputBytes    int64                   `json:"input_bytes"`
+		OutputBytes   int64                   `json:"output_bytes"`
+		Params        int64                   `json:"params"`
+		BitsPerWeight float64                 `json:"bits_per_weight"`
+		Tensors       []tensor                `json:"tensors"`
+		Calibration   *quantize.CalibReport   `json:"calibration,omitempty"`
+		Plan          *quantize.Plan          `json:"plan,omitempty"`
+		Outliers      *quantize.OutlierReport `json:"outliers,omitempty"`
 	}{File: out, Type: rep.Type, Method: rep.Method.String(), InputBytes: rep.InputBytes, OutputBytes: rep.OutputBytes,
-		Params: rep.Params, BitsPerWeight: rep.BitsPerWeight(), Calibration: rep.Calibration, Plan: rep.Plan}
+		Params: rep.Params, BitsPerWeight: rep.BitsPerWeight(), Calibration: rep.Calibration, Plan: rep.Plan, Outliers: rep.Outliers}
 	for _, t := range rep.Tensors {
-		r.Tensors = append(r.Tensors, tensor{t.Name, t.Dims, t.From.String(), t.To.String(), t.Bytes, t.Reason, t.ActScale})
+		r.Tensors = append(r.Tensors, tensor{t.Name, t.Dims, t.From.String(), t.To.String(), t.Bytes, t.Reason, t.ActScale, t.SplitCols})
 	}
 	return r
 }

@@ -27,6 +27,37 @@ type Acts struct {
 	tiles    []int8
 	tileXS   []float32
 	hasTiles bool
+
+	// ocols are the outlier channels the codes were quantized without
+	// (QuantizeActsSplit): their codes are 0, and xo holds their
+	// unquantized values, ntok x len(ocols), for the float side product.
+	ocols []int32
+	xo    []float32
+
+	// What the pool's workers run. The functions are bound to this Acts
+	// once and read their arguments from it, so that a steady loop of
+	// QuantizeActs and MatMul calls allocates nothing.
+	bound                         *Acts
+	quantFn, tileFn, mmFn, sideFn func(lo, hi int)
+	qx                            []float32
+	qstride                       int
+	qstatic                       float32
+	qunsigned                     bool
+	job                           job
+	scratch                       scratchSet
+}
+
+// bind creates the worker functions on first use (and again if the Acts
+// was copied, so that they never refer to another Acts).
+func (a *Acts) bind() {
+	if a.bound == a {
+		return
+	}
+	a.bound = a
+	a.quantFn = a.quantRange
+	a.tileFn = a.tileRange
+	a.mmFn = a.job.run
+	a.sideFn = a.job.sideRange
 }
 
 // Tokens is the number of quantized rows.
@@ -69,25 +100,30 @@ func (a *Acts) ensureTiles(p *kernels.Pool) {
 	}
 	a.tiles, a.tileXS = a.tiles[:n], a.tileXS[:16*ntiles]
 	clear(a.tileXS[copy(a.tileXS, a.scales):])
-	p.For(ntiles, 1, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&a.tiles[i*ng*64])), ng*16)
-			for t := 0; t < 16; t++ {
-				tok := 16*i + t
-				if tok >= a.ntok {
-					for g := 0; g < ng; g++ {
-						dst[16*g+t] = 0
-					}
-					continue
+	a.bind()
+	p.For(ntiles, 1, a.tileFn)
+	a.hasTiles = true
+}
+
+// tileRange builds tiles lo..hi-1 (see ensureTiles).
+func (a *Acts) tileRange(lo, hi int) {
+	ng := a.cols / 4
+	for i := lo; i < hi; i++ {
+		dst := unsafe.Slice((*uint32)(unsafe.Pointer(&a.tiles[i*ng*64])), ng*16)
+		for t := 0; t < 16; t++ {
+			tok := 16*i + t
+			if tok >= a.ntok {
+				for g := 0; g < ng; g++ {
+					dst[16*g+t] = 0
 				}
-				src := unsafe.Slice((*uint32)(unsafe.Pointer(&a.q[tok*a.cols])), ng)
-				for g, v := range src {
-					dst[16*g+t] = v ^ 0x80808080
-				}
+				continue
+			}
+			src := unsafe.Slice((*uint32)(unsafe.Pointer(&a.q[tok*a.cols])), ng)
+			for g, v := range src {
+				dst[16*g+t] = v ^ 0x80808080
 			}
 		}
-	})
-	a.hasTiles = true
+	}
 }
 
 func (a *Acts) growU() {
@@ -120,6 +156,17 @@ func flip(q, u []int8) {
 // scales are bit-identical to quant.QuantizeTokenInt8 and
 // quant.QuantizeTokenInt8Static. Tokens are split over p.
 func QuantizeActs(p *kernels.Pool, x []float32, stride, ntok, cols int, static float32, a *Acts) error {
+	return QuantizeActsSplit(p, x, stride, ntok, cols, static, nil, a)
+}
+
+// QuantizeActsSplit is QuantizeActs for a weight with outlier columns
+// ocols (Matrix.OutlierCols; none: QuantizeActs): the dynamic scale comes
+// from the other channels, the codes of the outlier channels are 0, and
+// their values are kept for MatMul's float side product. Codes and scales
+// are bit-identical to quant.QuantizeTokenInt8Split and
+// quant.QuantizeTokenInt8StaticSplit. ocols is referenced until the next
+// call.
+func QuantizeActsSplit(p *kernels.Pool, x []float32, stride, ntok, cols int, static float32, ocols []int32, a *Acts) error {
 	if p == nil || a == nil {
 		return fmt.Errorf("rowkernels: quantize activations: nil pool or destination")
 	}
@@ -134,23 +181,50 @@ func QuantizeActs(p *kernels.Pool, x []float32, stride, ntok, cols int, static f
 			return fmt.Errorf("rowkernels: quantize activations: %w", err)
 		}
 	}
+	if err := quant.CheckOutlierCols(ocols, cols); err != nil {
+		return fmt.Errorf("rowkernels: quantize activations: %w", err)
+	}
 	a.resize(ntok, cols)
+	a.ocols = ocols
+	if k := len(ocols); k > 0 {
+		if cap(a.xo) < ntok*k {
+			a.xo = make([]float32, ntok*k)
+		}
+		a.xo = a.xo[:ntok*k]
+	}
 	_, unsigned := simdBlock()
 	if unsigned {
 		a.growU()
 	}
+	a.bind()
+	a.qx, a.qstride, a.qstatic, a.qunsigned = x, stride, static, unsigned
 	grain := max(1, 16384/cols)
-	p.For(ntok, grain, func(lo, hi int) {
-		for t := lo; t < hi; t++ {
-			q := a.q[t*cols : (t+1)*cols]
-			a.scales[t] = quantToken(x[t*stride:t*stride+cols], static, q)
-			if unsigned {
-				flip(q, a.u[t*cols:(t+1)*cols])
-			}
-		}
-	})
+	p.For(ntok, grain, a.quantFn)
+	a.qx = nil // not kept past the call
 	a.hasU = unsigned
 	return nil
+}
+
+// quantRange quantizes tokens lo..hi-1 with the arguments QuantizeActsSplit
+// stored in a.
+func (a *Acts) quantRange(lo, hi int) {
+	cols, k := a.cols, len(a.ocols)
+	for t := lo; t < hi; t++ {
+		x := a.qx[t*a.qstride : t*a.qstride+cols]
+		q := a.q[t*cols : (t+1)*cols]
+		if k == 0 {
+			a.scales[t] = quantToken(x, a.qstatic, q)
+		} else {
+			a.scales[t] = quantTokenSplit(x, a.qstatic, a.ocols, q)
+			xo := a.xo[t*k : (t+1)*k]
+			for j, c := range a.ocols {
+				xo[j] = x[c]
+			}
+		}
+		if a.qunsigned {
+			flip(q, a.u[t*cols:(t+1)*cols])
+		}
+	}
 }
 
 // quantToken quantizes one token and returns its scale.

@@ -94,3 +94,38 @@ func BenchmarkQuantizeActs(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulSplit times W8 products with a thirty-second of the
+// columns split off (the quantizer's default cap) against none, 128
+// tokens, the side product included. One matrix, no rotation: this
+// measures the compute the split adds, not bandwidth.
+func BenchmarkMatMulSplit(b *testing.B) {
+	p := kernels.NewPool(0)
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, sh := range [][2]int{{2816, 1024}, {1024, 2816}} {
+		rows, cols := sh[0], sh[1]
+		for _, k := range []int{0, cols / 32} {
+			for _, ntok := range []int{1, 128} {
+				b.Run(fmt.Sprintf("%dx%d/k%d/tok%d", rows, cols, k, ntok), func(b *testing.B) {
+					var ocols []int32
+					if k > 0 {
+						ocols = randCols(rng, cols, k)
+					}
+					m, _ := splitMatrix(b, rng, backend.W8, rows, cols, ocols, 0)
+					x := randFloats(rng, ntok*cols, 1)
+					var a Acts
+					dst := make([]float32, ntok*rows)
+					for i := 0; i < b.N; i++ {
+						if err := QuantizeActsSplit(p, x, cols, ntok, cols, 0, m.OutlierCols(), &a); err != nil {
+							b.Fatal(err)
+						}
+						if err := MatMul(p, m, &a, dst, rows); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}

@@ -15,6 +15,12 @@
 //     combine exactly in int64. Pure Go sums the units in int64 directly.
 //
 // Work is split over groups of 4 output rows on a kernels.Pool.
+//
+// A weight may carry LLM.int8()-style outlier columns (outliers.go): its
+// activations are then quantized without those channels
+// (QuantizeActsSplit), and after the int8 products a second parallel pass
+// adds a float side product for them to each output, in the order of
+// quant.RowSplitDot, again bit for bit (AVX2 or pure Go).
 package rowkernels
 
 import (
@@ -40,6 +46,7 @@ type Matrix struct {
 	data             []byte
 	scales           []float32
 	actScale         float32
+	out              outliers
 
 	// 128 times the sum of each W8 row's codes: the VNNI kernels multiply
 	// q+128, so this is what they add too much. wsum64 covers the columns
@@ -52,7 +59,7 @@ type Matrix struct {
 
 // NewMatrix checks w (a row format, Validate, rows no longer than
 // quant.MaxRowCols, codes quant.CheckRowData accepts: no ternary 3, no FP8
-// NaN) and wraps it.
+// NaN; outlier columns quant.CheckOutliers accepts) and wraps it.
 func NewMatrix(w *backend.Weight) (*Matrix, error) {
 	if !quant.IsRowFormat(w.Type) {
 		return nil, fmt.Errorf("rowkernels: weight %s: %v is not a row format", w.Name, w.Type)
@@ -71,8 +78,12 @@ func NewMatrix(w *backend.Weight) (*Matrix, error) {
 	if err := quant.CheckRowData(w.Type, w.Data, w.Rows, w.Cols); err != nil {
 		return nil, fmt.Errorf("rowkernels: weight %s: %w", w.Name, err)
 	}
+	out, err := newOutliers(w)
+	if err != nil {
+		return nil, err
+	}
 	rb, _ := backend.RowBytes(w.Type, w.Cols)
-	return &Matrix{typ: w.Type, rows: w.Rows, cols: w.Cols, rowB: rb, data: w.Data, scales: w.RowScales, actScale: w.ActScale}, nil
+	return &Matrix{typ: w.Type, rows: w.Rows, cols: w.Cols, rowB: rb, data: w.Data, scales: w.RowScales, actScale: w.ActScale, out: out}, nil
 }
 
 // ActScale is the static activation scale, 0 for dynamic quantization.
@@ -103,8 +114,9 @@ func (m *Matrix) w8Sums() (prefix64, all []int32) {
 const tok16Min = 8
 
 // MatMul sets dst[t*ldd + r] = dot(weight row r, token t) for every row
-// of m and every token of a (quantized with QuantizeActs, with
-// m.ActScale()).
+// of m and every token of a (quantized with QuantizeActsSplit, with
+// m.ActScale() and m.OutlierCols()). Calls with the same a must not run
+// concurrently.
 func MatMul(p *kernels.Pool, m *Matrix, a *Acts, dst []float32, ldd int) error {
 	if p == nil || m == nil || a == nil {
 		return fmt.Errorf("rowkernels: matmul: nil pool, matrix or activations")
@@ -118,7 +130,13 @@ func MatMul(p *kernels.Pool, m *Matrix, a *Acts, dst []float32, ldd int) error {
 	if need := (a.ntok-1)*ldd + m.rows; len(dst) < need {
 		return fmt.Errorf("rowkernels: matmul %v %dx%d: %d output rows need %d floats, have %d", m.typ, m.rows, m.cols, a.ntok, need, len(dst))
 	}
-	j := &job{m: m, a: a, dst: dst, ldd: ldd}
+	if !sameCols(a.ocols, m.out.cols) {
+		return fmt.Errorf("rowkernels: matmul %v %dx%d: activations quantized without the weight's %d outlier columns (%d given)", m.typ, m.rows, m.cols, len(m.out.cols), len(a.ocols))
+	}
+	a.bind()
+	a.scratch.ensure(p.Threads() + 1)
+	j := &a.job
+	*j = job{m: m, a: a, dst: dst, ldd: ldd}
 	groupRows := 4
 	switch {
 	case m.typ == backend.FP8:
@@ -149,7 +167,13 @@ func MatMul(p *kernels.Pool, m *Matrix, a *Acts, dst []float32, ldd int) error {
 	// A chunk should hold at least ~256K multiply-adds so that waking
 	// workers stays small next to it.
 	grain := max(1, (1<<18)/(groupRows*m.cols*a.ntok))
-	p.For(groups, grain, j.run)
+	p.For(groups, grain, a.mmFn)
+	if k := len(m.out.cols); k > 0 {
+		// The float side product of a split weight, once every int8 part
+		// is in dst.
+		p.For(m.outlierBlocks(), max(1, (1<<16)/(8*k*a.ntok)), a.sideFn)
+	}
+	*j = job{} // drop the references to the caller's buffers
 	return nil
 }
 
@@ -170,17 +194,17 @@ type job struct {
 
 // scratch holds the int8 rows of one group (unpacked Ternary/Binary rows,
 // or W8 rows of an incomplete group padded with zero rows) and FP8 units.
-// Pooled so that a MatMul allocates nothing in steady state.
+// Kept in the Acts (scratchSet) so that a MatMul allocates nothing in
+// steady state.
 type scratch struct {
 	w8    []int8
 	units []int32
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
-
 func (j *job) run(lo, hi int) {
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
+	si := j.a.scratch.get()
+	defer j.a.scratch.put(si)
+	sc := &j.a.scratch.slots[si]
 	cols := j.m.cols
 	if j.m.typ == backend.FP8 && !j.fp8Planes {
 		if cap(sc.units) < 4*cols {

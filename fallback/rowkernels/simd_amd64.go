@@ -105,3 +105,21 @@ func quantPrefix(x []float32, id float32, q []int8) int {
 	quantI8AVX2(&x[0], n, id, &q[0])
 	return 32 * n
 }
+
+// outlierDot adds the float side product of one 8-row block to nt (1, 2
+// or 4) tokens' rows of dst, ldd floats apart (see outlierDotGo).
+func outlierDot(w []float32, k int, x []float32, nt int, dst []float32, ldd int) {
+	_ = dst[(nt-1)*ldd+7] // the kernel writes 8 floats of each row
+	if !useAVX2 {
+		outlierDotGo(w, k, x, nt, dst, ldd)
+		return
+	}
+	switch nt {
+	case 4:
+		outlierDotAVX2x4(&w[0], k, &x[0], 4*k, &dst[0], 4*ldd)
+	case 2:
+		outlierDotAVX2x2(&w[0], k, &x[0], 4*k, &dst[0], 4*ldd)
+	default:
+		outlierDotAVX2x1(&w[0], k, &x[0], 4*k, &dst[0], 4*ldd)
+	}
+}

@@ -23,3 +23,7 @@ func useTok16() bool { return false }
 func tok16(*int8, int, []int8, int, *[16]int32, *[16]float32, []float32, []float32, int, int, int) {
 	panic("rowkernels: no SIMD kernel on this platform")
 }
+
+func outlierDot(w []float32, k int, x []float32, nt int, dst []float32, ldd int) {
+	outlierDotGo(w, k, x, nt, dst, ldd)
+}

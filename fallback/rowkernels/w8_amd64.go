@@ -7,37 +7,53 @@ package rowkernels
 // dotAVX2x4x1 sets out[t*4+r] to the int32 dot product of the first 32*nblk
 // bytes of weight row r (4 rows wstride bytes apart) and activation row t (1
 // rows xstride bytes apart, values in [-127, 127]). nblk must be > 0.
+//
+//go:noescape
 func dotAVX2x4x1(w *int8, wstride int, x *int8, xstride int, nblk int, out *int32)
 
 // dotAVX2x4x2 sets out[t*4+r] to the int32 dot product of the first 32*nblk
 // bytes of weight row r (4 rows wstride bytes apart) and activation row t (2
 // rows xstride bytes apart, values in [-127, 127]). nblk must be > 0.
+//
+//go:noescape
 func dotAVX2x4x2(w *int8, wstride int, x *int8, xstride int, nblk int, out *int32)
 
 // dotVNNIx4x1 sets out[t*4+r] to the int32 sum over the first 64*nblk bytes of
 // weight row r (4 rows wstride bytes apart) times unsigned activation row t (1
 // rows xstride bytes apart). nblk must be > 0.
+//
+//go:noescape
 func dotVNNIx4x1(w *int8, wstride int, xu *uint8, xstride int, nblk int, out *int32)
 
 // dotVNNIx4x2 sets out[t*4+r] to the int32 sum over the first 64*nblk bytes of
 // weight row r (4 rows wstride bytes apart) times unsigned activation row t (2
 // rows xstride bytes apart). nblk must be > 0.
+//
+//go:noescape
 func dotVNNIx4x2(w *int8, wstride int, xu *uint8, xstride int, nblk int, out *int32)
 
 // dotVNNIx4x4 sets out[t*4+r] to the int32 sum over the first 64*nblk bytes of
 // weight row r (4 rows wstride bytes apart) times unsigned activation row t (4
 // rows xstride bytes apart). nblk must be > 0.
+//
+//go:noescape
 func dotVNNIx4x4(w *int8, wstride int, xu *uint8, xstride int, nblk int, out *int32)
 
 // gemmTok16VNNI sets dst[t*ldd+r] = float32(sum_k w[r][k]*u[t][k] - wsum[r]) * (ws[r]*xs[t])
 // for r < rows (1..16) and t < ntok (1..16), where the tile holds the unsigned
 // activations u = x+128 in ng groups of 4 columns, and wsum[r] = 128*sum_k w[r][k].
 // Weight rows are wstride bytes apart and 4*ng bytes long; 15*ldd must fit int32.
+//
+//go:noescape
 func gemmTok16VNNI(w *int8, wstride int, tile *uint8, ng int, wsum *int32, ws *float32, xs *float32, dst *float32, ldd int, rows int, ntok int)
 
 // absMaxBitsAVX2 returns the float32 bits of max|x| over 8*nblk values (nblk > 0),
 // NaN if any is NaN.
+//
+//go:noescape
 func absMaxBitsAVX2(x *float32, nblk int) uint32
 
 // quantI8AVX2 quantizes 32*nblk values (nblk > 0) with inverse scale id into q.
+//
+//go:noescape
 func quantI8AVX2(x *float32, nblk int, id float32, q *int8)

@@ -30,6 +30,15 @@ type Weight struct {
 	// the input of this weight: activations are quantized with it instead
 	// of their own range. Row formats (W8, FP8, Ternary, Binary) use it.
 	ActScale float32
+	// OutlierCols, on a row format, lists the input columns (strictly
+	// increasing, in [0, Cols)) that are multiplied in 16-bit float
+	// instead of int8, LLM.int8()'s decomposition: their codes in Data are
+	// those of a zero weight, the row scales come from the other columns,
+	// the activations of these channels are left out of the int8
+	// quantization, and OutlierW holds their weights as F16 bits, Rows x
+	// len(OutlierCols), row-major (docs/formats.md). Empty: no split.
+	OutlierCols []int32
+	OutlierW    []uint16
 }
 
 // Validate checks that the data length agrees with type and shape.
@@ -46,6 +55,32 @@ func (w *Weight) Validate() error {
 	}
 	if w.Type >= W8 && len(w.RowScales) != w.Rows {
 		return fmt.Errorf("weight %s: %v needs %d row scales, have %d", w.Name, w.Type, w.Rows, len(w.RowScales))
+	}
+	return w.validateOutliers()
+}
+
+// validateOutliers checks the shape of the outlier columns; the values
+// (finite F16, zero codes) are the row-format code's to check.
+func (w *Weight) validateOutliers() error {
+	k := len(w.OutlierCols)
+	if k == 0 && len(w.OutlierW) == 0 {
+		return nil
+	}
+	if w.Type < W8 {
+		return fmt.Errorf("weight %s: outlier columns apply to row formats (W8, FP8_E4M3, TERNARY, BINARY), not %v", w.Name, w.Type)
+	}
+	if k > w.Cols {
+		return fmt.Errorf("weight %s: %d outlier columns for rows of %d", w.Name, k, w.Cols)
+	}
+	if len(w.OutlierW) != k*w.Rows {
+		return fmt.Errorf("weight %s: %d outlier columns of %d rows need %d F16 weights, have %d", w.Name, k, w.Rows, k*w.Rows, len(w.OutlierW))
+	}
+	prev := int32(-1)
+	for i, c := range w.OutlierCols {
+		if c <= prev || int(c) >= w.Cols {
+			return fmt.Errorf("weight %s: outlier column %d is %d: want strictly increasing columns in [0, %d)", w.Name, i, c, w.Cols)
+		}
+		prev = c
 	}
 	return nil
 }

@@ -44,6 +44,31 @@ func TestWeightValidate(t *testing.T) {
 	assert.ErrorContains(t, r.Validate(), "needs 2 row scales, have 1")
 }
 
+func TestWeightValidateOutliers(t *testing.T) {
+	good := func() *Weight {
+		return &Weight{Name: "o", Type: W8, Rows: 2, Cols: 6, Data: make([]byte, 12), RowScales: []float32{1, 1},
+			OutlierCols: []int32{1, 5}, OutlierW: []uint16{1, 2, 3, 4}}
+	}
+	require.NoError(t, good().Validate())
+	for name, c := range map[string]struct {
+		edit func(w *Weight)
+		want string
+	}{
+		"block type":     {func(w *Weight) { w.Type, w.Cols, w.Data, w.RowScales = Q8_0, 32, make([]byte, 68), nil }, "apply to row formats"},
+		"weights short":  {func(w *Weight) { w.OutlierW = w.OutlierW[:3] }, "need 4 F16 weights, have 3"},
+		"weights only":   {func(w *Weight) { w.OutlierCols = nil }, "0 outlier columns of 2 rows need 0 F16 weights, have 4"},
+		"unsorted":       {func(w *Weight) { w.OutlierCols = []int32{5, 1} }, "outlier column 1 is 1: want strictly increasing columns in [0, 6)"},
+		"duplicate":      {func(w *Weight) { w.OutlierCols = []int32{1, 1} }, "outlier column 1 is 1"},
+		"out of range":   {func(w *Weight) { w.OutlierCols = []int32{1, 6} }, "outlier column 1 is 6"},
+		"negative":       {func(w *Weight) { w.OutlierCols = []int32{-1, 2} }, "outlier column 0 is -1"},
+		"more than cols": {func(w *Weight) { w.OutlierCols = make([]int32, 7); w.OutlierW = make([]uint16, 14) }, "7 outlier columns for rows of 6"},
+	} {
+		w := good()
+		c.edit(w)
+		assert.ErrorContains(t, w.Validate(), c.want, name)
+	}
+}
+
 func TestBatchInputValidate(t *testing.T) {
 	kv := KVConfig{Ctx: 8, Seqs: 2}
 	ok := &BatchInput{IDs: []int32{1, 2}, Pos: []int32{0, 7}, Seq: []int32{0, 1}, Outputs: []int32{1}}

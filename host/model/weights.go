@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"qinfer/host/backend"
@@ -213,22 +214,26 @@ func (u *uploader) linear(names []string, rows []int, cols int) (*linear, error)
 			return nil, err
 		}
 		ws[i], datas[i] = w, w.Data
-		fusable = fusable && w.Type == ws[0].Type && w.ActScale == ws[0].ActScale
+		// Parts split LLM.int8()-style fuse only with the same outlier
+		// columns (parts sharing an input get the same ones).
+		fusable = fusable && w.Type == ws[0].Type && w.ActScale == ws[0].ActScale && slices.Equal(w.OutlierCols, ws[0].OutlierCols)
 	}
 	if fusable && len(names) > 1 {
 		if data, ok := u.concat(datas); ok {
 			total := 0
 			var scales []float32
+			var ow []uint16
 			for i, r := range rows {
 				total += r
 				scales = append(scales, ws[i].RowScales...)
+				ow = append(ow, ws[i].OutlierW...)
 			}
 			name := names[0]
 			for _, n := range names[1:] {
 				name += "+" + n
 			}
 			t, err := u.upload(&backend.Weight{Name: name, Type: ws[0].Type, Rows: total, Cols: cols, Data: data,
-				RowScales: scales, ActScale: ws[0].ActScale})
+				RowScales: scales, ActScale: ws[0].ActScale, OutlierCols: ws[0].OutlierCols, OutlierW: ow})
 			if err != nil {
 				return nil, err
 			}

@@ -9,6 +9,8 @@
 //	NAME.qscale    F32 [rows]                        one scale per row
 //	qinfer.tensor_type.NAME = "W8" | "FP8_E4M3" | "TERNARY" | "BINARY"
 //	qinfer.act_scale.NAME   = F32, optional: the static activation scale
+//	NAME.outlier_cols I32 [k]       optional (LLM.int8() split, with
+//	NAME.outlier_w    F16 [k, rows] outlier_w): columns and their weights
 //
 // so llama.cpp and gguf tools can still read (and ignore) the file.
 package qformat
@@ -24,11 +26,17 @@ import (
 	"qinfer/host/quant"
 )
 
-// Key prefixes and the scale tensor suffix of the storage convention.
+// Key prefixes and the companion tensor suffixes of the storage
+// convention.
 const (
 	TypeKeyPrefix     = "qinfer.tensor_type."
 	ActScaleKeyPrefix = "qinfer.act_scale."
 	ScaleSuffix       = ".qscale"
+	// OutlierColsSuffix and OutlierWSuffix name the two tensors of a
+	// split (LLM.int8()) row-format tensor: its outlier columns and their
+	// F16 weights (outliers.go).
+	OutlierColsSuffix = ".outlier_cols"
+	OutlierWSuffix    = ".outlier_w"
 )
 
 // TypeKey is the metadata key naming tensor name's row format.
@@ -124,7 +132,18 @@ func TensorType(f *gguf.File, name string) (backend.DType, error) {
 // IsScaleTensor reports whether name is the scale tensor of a row-format
 // tensor of f (and so not a tensor in its own right).
 func IsScaleTensor(f *gguf.File, name string) bool {
-	base, ok := strings.CutSuffix(name, ScaleSuffix)
+	return isCompanion(f, name, ScaleSuffix)
+}
+
+// IsCompanionTensor reports whether name is part of a row-format tensor
+// of f rather than a tensor in its own right: its scale tensor or one of
+// its outlier tensors.
+func IsCompanionTensor(f *gguf.File, name string) bool {
+	return isCompanion(f, name, ScaleSuffix) || isCompanion(f, name, OutlierColsSuffix) || isCompanion(f, name, OutlierWSuffix)
+}
+
+func isCompanion(f *gguf.File, name, suffix string) bool {
+	base, ok := strings.CutSuffix(name, suffix)
 	if !ok {
 		return false
 	}
@@ -155,6 +174,9 @@ func WeightFromGGUF(f *gguf.File, name string) (*backend.Weight, error) {
 	if !quant.IsRowFormat(t) {
 		if act != 0 {
 			return nil, fmt.Errorf("tensor %s: %s is set but static activation scales apply to row formats only, not %v", name, ActScaleKey(name), t)
+		}
+		if err := noOutliers(f, name, t); err != nil {
+			return nil, err
 		}
 		if len(ti.Dims) == 0 {
 			return nil, fmt.Errorf("tensor %s has no dimensions", name)
@@ -188,6 +210,9 @@ func WeightFromGGUF(f *gguf.File, name string) (*backend.Weight, error) {
 	}
 	if err := quant.CheckRowData(t, data, w.Rows, w.Cols); err != nil {
 		return nil, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	if w.OutlierCols, w.OutlierW, err = loadOutliers(f, w); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
@@ -245,12 +270,16 @@ func checkScales(name string, scales []float32) error {
 
 // Summary describes one tensor as qinfer sees it, for size and
 // bits-per-weight reports: its logical type and shape ([cols, rows] for a
-// row format) and the bytes it takes in the file, scale tensor included.
+// row format) and the bytes it takes in the file, scale and outlier
+// tensors included.
 type Summary struct {
 	Name  string
 	Type  backend.DType
 	Dims  []uint64
 	Bytes uint64
+	// SplitCols is the number of outlier columns of a split row-format
+	// tensor.
+	SplitCols int
 }
 
 // Elements is the number of weights.
@@ -268,7 +297,7 @@ func Summarize(f *gguf.File) ([]Summary, error) {
 	var out []Summary
 	for i := range f.Tensors {
 		ti := &f.Tensors[i]
-		if IsScaleTensor(f, ti.Name) {
+		if IsCompanionTensor(f, ti.Name) {
 			continue
 		}
 		size, err := ti.Bytes()
@@ -287,6 +316,10 @@ func Summarize(f *gguf.File) ([]Summary, error) {
 			}
 			s.Dims = []uint64{uint64(w.Cols), uint64(w.Rows)}
 			s.Bytes += 4 * uint64(w.Rows)
+			if k := len(w.OutlierCols); k > 0 {
+				s.SplitCols = k
+				s.Bytes += 4*uint64(k) + 2*uint64(k)*uint64(w.Rows)
+			}
 		}
 		out = append(out, s)
 	}

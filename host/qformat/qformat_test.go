@@ -273,3 +273,168 @@ func TestPutRowTensorErrors(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, ts, "no tensor added for rejected tensors")
 }
+
+// splitRows quantizes a random rows x cols matrix to typ with the given
+// outlier columns split off.
+func splitRows(t *testing.T, rng *rand.Rand, name string, typ backend.DType, rows, cols int, ocols []int32, act float32) *backend.Weight {
+	x := make([]float32, rows*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	data, scales, ow, err := quant.QuantizeRowsSplit(typ, x, rows, cols, ocols)
+	require.NoError(t, err)
+	return &backend.Weight{Name: name, Type: typ, Rows: rows, Cols: cols, Data: data, RowScales: scales, ActScale: act, OutlierCols: ocols, OutlierW: ow}
+}
+
+// TestSplitWeightRoundTrip stores split weights of every row format (and
+// one without a split) with PutWeight and reads them back.
+func TestSplitWeightRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	b := gguf.NewBuilder()
+	ws := []*backend.Weight{
+		splitRows(t, rng, "blk.0.attn_q.weight", backend.W8, 24, 40, []int32{3, 17, 39}, 0.0125),
+		splitRows(t, rng, "blk.0.attn_k.weight", backend.FP8, 8, 40, []int32{0}, 0),
+		splitRows(t, rng, "blk.0.ffn_up.weight", backend.Ternary, 16, 44, []int32{1, 2, 43}, 0.5),
+		splitRows(t, rng, "blk.0.ffn_down.weight", backend.Binary, 12, 48, []int32{20, 21}, 0),
+		splitRows(t, rng, "blk.0.attn_v.weight", backend.W8, 8, 40, nil, 0),
+	}
+	for _, w := range ws {
+		require.NoError(t, PutWeight(b, w), w.Name)
+	}
+	f := parse(t, b)
+
+	ci, ok := f.Tensor("blk.0.attn_q.weight.outlier_cols")
+	require.True(t, ok)
+	assert.Equal(t, backend.I32, ci.Type)
+	assert.Equal(t, []uint64{3}, ci.Dims)
+	raw, err := f.TensorData(ci)
+	require.NoError(t, err)
+	assert.Equal(t, []byte{3, 0, 0, 0, 17, 0, 0, 0, 39, 0, 0, 0}, raw)
+	wi, ok := f.Tensor("blk.0.attn_q.weight.outlier_w")
+	require.True(t, ok)
+	assert.Equal(t, backend.F16, wi.Type)
+	assert.Equal(t, []uint64{3, 24}, wi.Dims)
+	_, ok = f.Tensor("blk.0.attn_v.weight.outlier_cols")
+	assert.False(t, ok)
+
+	for _, w := range ws {
+		got, err := WeightFromGGUF(f, w.Name)
+		require.NoError(t, err, w.Name)
+		assert.Equal(t, *w, *got, w.Name)
+		assert.True(t, IsCompanionTensor(f, w.Name+".qscale"))
+		assert.False(t, IsCompanionTensor(f, w.Name))
+		if len(w.OutlierCols) > 0 {
+			assert.True(t, IsCompanionTensor(f, w.Name+".outlier_cols"))
+			assert.True(t, IsCompanionTensor(f, w.Name+".outlier_w"))
+		}
+	}
+
+	sum, err := Summarize(f)
+	require.NoError(t, err)
+	require.Len(t, sum, len(ws))
+	// I8 codes, F32 row scales, I32 columns, F16 weights.
+	assert.Equal(t, Summary{Name: "blk.0.attn_q.weight", Type: backend.W8, Dims: []uint64{40, 24},
+		Bytes: 40*24 + 4*24 + 4*3 + 2*3*24, SplitCols: 3}, sum[0])
+	assert.Equal(t, Summary{Name: "blk.0.attn_v.weight", Type: backend.W8, Dims: []uint64{40, 8}, Bytes: 40*8 + 4*8}, sum[4])
+
+	// Putting a tensor again without a split removes the outlier tensors
+	// and the activation scale.
+	plain := splitRows(t, rng, "blk.0.attn_q.weight", backend.W8, 24, 40, nil, 0)
+	require.NoError(t, PutWeight(b, plain))
+	f = parse(t, b)
+	got, err := WeightFromGGUF(f, plain.Name)
+	require.NoError(t, err)
+	assert.Equal(t, *plain, *got)
+	_, ok = f.Tensor("blk.0.attn_q.weight.outlier_w")
+	assert.False(t, ok)
+}
+
+func TestSplitWeightErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	good := splitRows(t, rng, "w", backend.W8, 4, 16, []int32{2, 9}, 0)
+	base := func() *gguf.Builder {
+		b := gguf.NewBuilder()
+		require.NoError(t, PutWeight(b, good))
+		require.NoError(t, b.AddTensor("plain", backend.F32, []uint64{4, 2}, make([]byte, 32)))
+		return b
+	}
+	f16s := func(v ...uint16) []byte {
+		out := make([]byte, 2*len(v))
+		for i, h := range v {
+			binary.LittleEndian.PutUint16(out[2*i:], h)
+		}
+		return out
+	}
+	i32s := func(v ...int32) []byte {
+		out := make([]byte, 4*len(v))
+		for i, c := range v {
+			binary.LittleEndian.PutUint32(out[4*i:], uint32(c))
+		}
+		return out
+	}
+	cases := []struct {
+		name, tensor, want string
+		edit               func(b *gguf.Builder)
+	}{
+		{"weights missing", "w", "tensor w: w.outlier_cols is present but w.outlier_w is missing", func(b *gguf.Builder) { b.DeleteTensor("w.outlier_w") }},
+		{"columns missing", "w", "tensor w: w.outlier_w is present but w.outlier_cols is missing", func(b *gguf.Builder) { b.DeleteTensor("w.outlier_cols") }},
+		{"columns not I32", "w", "outlier column tensor w.outlier_cols is F32 [2], want I32 [k] with 1 <= k <= 16", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_cols", backend.F32, []uint64{2}, make([]byte, 8)))
+		}},
+		{"too many columns", "w", "want I32 [k] with 1 <= k <= 16", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_cols", backend.I32, []uint64{17}, make([]byte, 68)))
+		}},
+		{"weights wrong shape", "w", "outlier weight tensor w.outlier_w is F16 [2 3], want F16 [2 4]", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_w", backend.F16, []uint64{2, 3}, make([]byte, 12)))
+		}},
+		{"weights F32", "w", "outlier weight tensor w.outlier_w is F32 [2 4]", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_w", backend.F32, []uint64{2, 4}, make([]byte, 32)))
+		}},
+		{"unsorted", "w", "tensor w: outlier column 1 is 2: want strictly increasing columns in [0, 16)", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_cols", backend.I32, []uint64{2}, i32s(9, 2)))
+		}},
+		{"out of range", "w", "outlier column 1 is 16", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_cols", backend.I32, []uint64{2}, i32s(2, 16)))
+		}},
+		{"non-zero code", "w", "tensor w: W8 row 0: outlier column 3 has a non-zero code", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_cols", backend.I32, []uint64{2}, i32s(3, 9)))
+		}},
+		{"infinite weight", "w", "tensor w: outlier weight of row 2 column 9 is +Inf", func(b *gguf.Builder) {
+			require.NoError(t, b.ReplaceTensor("w.outlier_w", backend.F16, []uint64{2, 4}, f16s(0, 0, 0, 0, 0, 0x7c00, 0, 0)))
+		}},
+		{"on a GGUF type", "plain", "tensor plain: plain.outlier_cols is present but outlier columns apply to row formats only, not F32", func(b *gguf.Builder) {
+			require.NoError(t, b.AddTensor("plain.outlier_cols", backend.I32, []uint64{1}, i32s(0)))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := base()
+			c.edit(b)
+			_, err := WeightFromGGUF(parse(t, b), c.tensor)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+	w, err := WeightFromGGUF(parse(t, base()), "w")
+	require.NoError(t, err)
+	assert.Equal(t, good.OutlierCols, w.OutlierCols)
+
+	// PutWeight checks before it writes anything.
+	b := gguf.NewBuilder()
+	bad := *good
+	bad.OutlierCols = []int32{3, 9}
+	assert.ErrorContains(t, PutWeight(b, &bad), "tensor w: W8 row 0: outlier column 3 has a non-zero code")
+	bad = *good
+	bad.OutlierW = bad.OutlierW[:7]
+	assert.ErrorContains(t, PutWeight(b, &bad), "need 8 F16 weights, have 7")
+	bad = *good
+	bad.Name = "blk.0.a_very_long_tensor_name_that_fits_with_qscale.w"
+	assert.ErrorContains(t, PutWeight(b, &bad), "outlier tensor name blk.0.a_very_long_tensor_name_that_fits_with_qscale.w.outlier_cols is 66 bytes")
+	bad = *good
+	bad.ActScale = -1
+	assert.ErrorContains(t, PutWeight(b, &bad), "static activation scale -1")
+	ts, err := b.Tensors()
+	require.NoError(t, err)
+	assert.Empty(t, ts)
+	assert.Empty(t, b.KVs())
+}

@@ -167,8 +167,13 @@ func scaleBy(v, id, m, amax float32) float32 {
 }
 
 func quantTernary(x []float32, dst []byte) float32 {
+	return quantTernaryWith(x, absMean(x), dst)
+}
+
+// quantTernaryWith writes the ternary codes of x for the scale s and
+// returns s.
+func quantTernaryWith(x []float32, s float32, dst []byte) float32 {
 	clear(dst)
-	s := absMean(x)
 	if s == 0 {
 		for i := range x {
 			dst[i/4] |= 1 << (2 * (i % 4)) // code 0 is stored as 1

@@ -17,6 +17,11 @@ type tensorPlan struct {
 	// candidate marks tensors llama.cpp would quantize and no --keep
 	// rule fixed: the ones a mixed plan may move up the ladder.
 	candidate bool
+	// outliers counts the input channels calibration saw above the
+	// outlier threshold; split lists the columns a row-format type splits
+	// off (outliers.go), in increasing order.
+	outliers int
+	split    []int32
 }
 
 func (p *tensorPlan) name() string { return p.info.Name }

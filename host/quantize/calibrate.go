@@ -17,7 +17,7 @@ type CalibReport struct {
 	Tokens     int           `json:"tokens"`      // tokens evaluated: Chunks * Ctx
 	Chunks     int           `json:"chunks"`
 	Ctx        int           `json:"ctx"`
-	Observer   string        `json:"observer"`
+	Observer   string        `json:"observer,omitempty"` // static and mixed
 	Tensors    []CalibTensor `json:"tensors"`
 }
 
@@ -28,6 +28,9 @@ type CalibTensor struct {
 	Clip     float64 `json:"clip"`             // magnitude the observer maps to 127
 	Scale    float32 `json:"scale"`            // Clip/127: the static activation scale
 	Outliers int     `json:"outlier_channels"` // input channels above the outlier threshold
+	// SplitColumns counts the outlier channels split off (LLM.int8());
+	// AbsMax, Clip and Scale then describe the other channels.
+	SplitColumns int `json:"split_columns,omitempty"`
 }
 
 // calibration is the unquantized model's behaviour on the calibration
@@ -51,36 +54,14 @@ func calibrate(in *gguf.File, opt Options, prog *progress) (*calibration, error)
 		return nil, err
 	}
 	prog.add(len(chunks))
-	be, err := fallback.New(opt.threads())
-	if err != nil {
-		return nil, fmt.Errorf("calibration: %w", err)
+	cal := &calibration{chunks: chunks, report: rep}
+	if err := cal.observe(in, opt, nil, opt.Method == Mixed, prog); err != nil {
+		return nil, err
 	}
-	defer be.Close()
-	rec := newRecorder(be)
-	r, m, err := loadRunner(in, rec, rep.Ctx)
-	if err != nil {
-		return nil, fmt.Errorf("calibration: %w", err)
+	if opt.Method != Dynamic {
+		// A dynamic calibration only looks for outlier channels.
+		rep.Observer = observerLabel(opt.Calib)
 	}
-	defer closeRunner(r, m)
-
-	cal := &calibration{chunks: chunks, stats: rec.byName, vocab: r.vocab, report: rep}
-	all := allPositions(rep.Ctx)
-	for i, c := range chunks {
-		logits, err := r.run(c, all)
-		if err != nil {
-			return nil, fmt.Errorf("calibration: chunk %d: %w", i, err)
-		}
-		if opt.Method == Mixed {
-			rows := make([]refRow, rep.Ctx)
-			v := r.vocab
-			parallel(rep.Ctx, 0, func(p int, _ []float64) {
-				rows[p] = newRefRow(logits[p*v:(p+1)*v], make([]float64, v))
-			})
-			cal.ref = append(cal.ref, rows)
-		}
-		prog.step()
-	}
-	rep.Observer = observerLabel(opt.Calib)
 	for _, name := range sortedKeys(cal.stats) {
 		s := cal.stats[name]
 		if s.count == 0 {
@@ -93,6 +74,45 @@ func calibrate(in *gguf.File, opt Options, prog *progress) (*calibration, error)
 		})
 	}
 	return cal, nil
+}
+
+// observe runs the calibration chunks through the unquantized model in
+// on the CPU backend, recording the input of every matmul into c.stats
+// (leaving out the input channels skip lists per weight) and, when ref
+// is set, the model's next-token distributions into c.ref.
+func (c *calibration) observe(in *gguf.File, opt Options, skip map[string][]int32, ref bool, prog *progress) error {
+	be, err := fallback.New(opt.threads())
+	if err != nil {
+		return fmt.Errorf("calibration: %w", err)
+	}
+	defer be.Close()
+	rec := newRecorder(be)
+	rec.skip = skip
+	ctx := c.report.Ctx
+	r, m, err := loadRunner(in, rec, ctx)
+	if err != nil {
+		return fmt.Errorf("calibration: %w", err)
+	}
+	defer closeRunner(r, m)
+
+	c.stats, c.vocab = rec.byName, r.vocab
+	all := allPositions(ctx)
+	for i, ch := range c.chunks {
+		logits, err := r.run(ch, all)
+		if err != nil {
+			return fmt.Errorf("calibration: chunk %d: %w", i, err)
+		}
+		if ref {
+			rows := make([]refRow, ctx)
+			v := r.vocab
+			parallel(ctx, 0, func(p int, _ []float64) {
+				rows[p] = newRefRow(logits[p*v:(p+1)*v], make([]float64, v))
+			})
+			c.ref = append(c.ref, rows)
+		}
+		prog.step()
+	}
+	return nil
 }
 
 // calibChunks tokenizes the calibration text and cuts it into chunks of

@@ -18,8 +18,14 @@ type Plan struct {
 	Budget string   `json:"budget"`
 	Ladder []string `json:"ladder"`
 	Tokens int      `json:"calibration_tokens"`
-	// OutlierThreshold is the LLM.int8() threshold used (0: off).
+	// OutlierThreshold is the LLM.int8() threshold used (0: off), and
+	// Outliers what outlier channels did: split (row-format tensors split
+	// their outlier columns off in F16), tensor (tensors with outlier
+	// channels are held at the top of the ladder) or off; OutlierNote
+	// says why a requested split was not available.
 	OutlierThreshold float64      `json:"outlier_threshold"`
+	Outliers         string       `json:"outliers"`
+	OutlierNote      string       `json:"outlier_note,omitempty"`
 	Tensors          []PlanTensor `json:"tensors"`
 	// Bytes is the tensor data of the whole output (every tensor).
 	Bytes int64 `json:"bytes"`
@@ -31,12 +37,15 @@ type Plan struct {
 
 // PlanTensor is one tensor of a plan.
 type PlanTensor struct {
-	Name     string       `json:"name"`
-	Type     string       `json:"type"`
-	Bytes    int64        `json:"bytes"`
-	KLD      float64      `json:"kld"`
-	Outliers int          `json:"outlier_channels,omitempty"`
-	Options  []PlanOption `json:"options"`
+	Name     string  `json:"name"`
+	Type     string  `json:"type"`
+	Bytes    int64   `json:"bytes"`
+	KLD      float64 `json:"kld"`
+	Outliers int     `json:"outlier_channels,omitempty"`
+	// SplitColumns are the outlier columns split off in F16 at the chosen
+	// type (a row format); Bytes and the options' bytes include them.
+	SplitColumns []int32      `json:"split_columns,omitempty"`
+	Options      []PlanOption `json:"options"`
 }
 
 // PlanOption is one precision a tensor could have: its size and the KL
@@ -62,6 +71,8 @@ type candidate struct {
 	rungs    []rung // by size, smallest first
 	level    int    // chosen rung
 	outliers int
+	// pinned: held at the top rung by the per-tensor outlier rule.
+	pinned bool
 }
 
 type rung struct {
@@ -75,7 +86,7 @@ type rung struct {
 // builds the planned model, measures it and, for a KLD budget, raises
 // precision further until the measurement meets the budget.
 func planMixed(in *gguf.File, opt Options, plans []*tensorPlan, cal *calibration, enc *encoder, rep *Report, prog *progress) (*gguf.Builder, error) {
-	cands, fixed, err := candidates(plans, opt, cal)
+	cands, fixed, err := candidates(plans, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +128,10 @@ func planMixed(in *gguf.File, opt Options, plans []*tensorPlan, cal *calibration
 		}
 	}
 
-	pl := &Plan{Budget: opt.Budget.String(), Tokens: cal.report.Tokens, OutlierThreshold: max(opt.OutlierThreshold, 0)}
+	pl := &Plan{Budget: opt.Budget.String(), Tokens: cal.report.Tokens, Outliers: opt.Outliers.String(), OutlierNote: opt.outlierNote}
+	if opt.Outliers != OutliersOff {
+		pl.OutlierThreshold = opt.OutlierThreshold
+	}
 	for _, t := range opt.Ladder {
 		pl.Ladder = append(pl.Ladder, t.String())
 	}
@@ -162,14 +176,16 @@ func planMixed(in *gguf.File, opt Options, plans []*tensorPlan, cal *calibration
 // candidates lists the tensors a mixed plan chooses for, with their
 // rungs: the type the file type's rules give (the floor: a plan never goes
 // below it) and every ladder type that takes more bytes and fits the row
-// length. A tensor whose input has outlier channels (LLM.int8()) gets
-// only the top rung. fixed is the size of every other tensor.
-func candidates(plans []*tensorPlan, opt Options, cal *calibration) ([]*candidate, int64, error) {
+// length, sized with its split columns for a row format. Under the
+// per-tensor outlier rule a tensor whose input has outlier channels
+// (LLM.int8()) gets only the top rung. fixed is the size of every other
+// tensor.
+func candidates(plans []*tensorPlan, opt Options) ([]*candidate, int64, error) {
 	var cands []*candidate
 	var fixed int64
 	for _, p := range plans {
 		if !p.candidate {
-			n, err := tensorBytes(p.to, p.rows, p.cols)
+			n, err := p.bytesAs(p.to)
 			if err != nil {
 				return nil, 0, fmt.Errorf("mixed: tensor %s: %w", p.name(), err)
 			}
@@ -183,13 +199,13 @@ func candidates(plans []*tensorPlan, opt Options, cal *calibration) ([]*candidat
 				continue
 			}
 			seen[t] = true
-			n, err := tensorBytes(t, p.rows, p.cols)
+			n, err := p.bytesAs(t)
 			if err != nil {
 				return nil, 0, fmt.Errorf("mixed: tensor %s: %w", p.name(), err)
 			}
 			c.rungs = append(c.rungs, rung{t: t, bytes: n})
 		}
-		floor, _ := tensorBytes(p.to, p.rows, p.cols)
+		floor, _ := p.bytesAs(p.to)
 		kept := c.rungs[:0]
 		for _, r := range c.rungs {
 			if r.bytes >= floor {
@@ -198,11 +214,11 @@ func candidates(plans []*tensorPlan, opt Options, cal *calibration) ([]*candidat
 		}
 		c.rungs = kept
 		sort.SliceStable(c.rungs, func(i, j int) bool { return c.rungs[i].bytes < c.rungs[j].bytes })
-		if s, ok := cal.stats[p.name()]; ok {
-			c.outliers = s.outliers(opt.OutlierThreshold)
-		}
-		if c.outliers > 0 {
+		// The per-tensor rule; a split instead lowers the cost of the
+		// row-format rungs, which were measured with it.
+		if c.outliers = p.outliers; c.outliers > 0 && opt.Outliers == OutliersTensor {
 			c.rungs = c.rungs[len(c.rungs)-1:]
+			c.pinned = true
 		}
 		cands = append(cands, c)
 	}
@@ -309,7 +325,7 @@ func (g *greedy) checkSize(b Budget) error {
 	}
 	pinned := 0
 	for _, c := range g.cands {
-		if c.outliers > 0 {
+		if c.pinned {
 			pinned++
 		}
 	}
@@ -354,10 +370,10 @@ func (g *greedy) apply(pl *Plan) {
 		r := c.rungs[c.level]
 		c.p.to = r.t
 		c.p.reason = fmt.Sprintf("mixed: %v, KLD %.3g alone", r.t, r.kld)
-		if c.outliers > 0 {
-			c.p.reason = fmt.Sprintf("mixed: %v, %d outlier input channels (LLM.int8())", r.t, c.outliers)
+		if c.pinned {
+			c.p.reason = fmt.Sprintf("mixed: %v, %d outlier input channels (LLM.int8(), per tensor)", r.t, c.outliers)
 		}
-		pt := PlanTensor{Name: c.p.name(), Type: r.t.String(), Bytes: r.bytes, KLD: r.kld, Outliers: c.outliers}
+		pt := PlanTensor{Name: c.p.name(), Type: r.t.String(), Bytes: r.bytes, KLD: r.kld, Outliers: c.outliers, SplitColumns: c.p.splitAs(r.t)}
 		for _, o := range c.rungs {
 			pt.Options = append(pt.Options, PlanOption{Type: o.t.String(), Bytes: o.bytes, KLD: o.kld})
 		}

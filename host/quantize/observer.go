@@ -22,6 +22,11 @@ type actStats struct {
 	hi      float64 // the histogram covers magnitudes [0, hi]
 	hist    []float64
 	chanMax []float32
+	// skip marks input channels left out of the histogram, count and
+	// absMax (chanMax still sees them): the outlier columns a split takes
+	// out of int8 quantization, whose static scale must not see them.
+	skip  []bool
+	nskip int
 }
 
 func newActStats(cols int) *actStats {
@@ -40,14 +45,17 @@ func (s *actStats) add(x []float32, rows, cols int) error {
 			if !(a <= math.MaxFloat32) {
 				return fmt.Errorf("activation statistics: non-finite activation %v", v)
 			}
-			m = max(m, a)
+			if s.skip == nil || !s.skip[c] {
+				m = max(m, a)
+			}
 			s.chanMax[c] = max(s.chanMax[c], a)
 		}
 	}
 	s.absMax = max(s.absMax, m)
+	n := float64(rows * (cols - s.nskip))
 	if m == 0 {
-		s.hist[0] += float64(rows * cols)
-		s.count += float64(rows * cols)
+		s.hist[0] += n
+		s.count += n
 		return nil
 	}
 	if s.hi == 0 {
@@ -63,12 +71,28 @@ func (s *actStats) add(x []float32, rows, cols int) error {
 		s.hi *= 2
 	}
 	scale := histBins / s.hi
-	for _, v := range x[:rows*cols] {
+	for i, v := range x[:rows*cols] {
+		if s.skip != nil && s.skip[i%cols] {
+			continue
+		}
 		b := int(math.Abs(float64(v)) * scale)
 		s.hist[min(b, histBins-1)]++
 	}
-	s.count += float64(rows * cols)
+	s.count += n
 	return nil
+}
+
+// skipChannels leaves the given input channels out of the statistics
+// from now on (they must not have been recorded yet).
+func (s *actStats) skipChannels(cols []int32) {
+	if len(cols) == 0 {
+		return
+	}
+	s.skip = make([]bool, len(s.chanMax))
+	for _, c := range cols {
+		s.skip[c] = true
+	}
+	s.nskip = len(cols)
 }
 
 // outliers counts the input channels whose magnitude exceeded threshold.

@@ -3,6 +3,7 @@ package quantize
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 
 	"qinfer/host/backend"
@@ -32,10 +33,26 @@ type Options struct {
 	Ladder []backend.DType
 	// OutlierThreshold is LLM.int8()'s: an input channel of a linear
 	// layer whose calibration activations exceed it in magnitude is an
-	// outlier channel, and a mixed plan keeps the whole tensor at the top
-	// of the ladder (qinfer does not split a matmul into int8 and 16-bit
-	// parts). 0 means 6.0, LLM.int8()'s value; negative turns it off.
+	// outlier channel. 0 means 6.0, LLM.int8()'s value; negative turns
+	// outlier handling off (an error with Outliers set to split or
+	// tensor).
 	OutlierThreshold float64
+	// Outliers says what outlier channels do (outliers.go): split the
+	// matmul by column (row formats: the outlier columns in F16, the rest
+	// in int8 with activation scales computed without them), hold the
+	// whole tensor at the top of a mixed plan's ladder (F16 with the other
+	// methods), or nothing. The zero value, OutliersAuto, splits for row
+	// formats when a calibration text is given and uses the per-tensor
+	// rule for mixed plans of GGUF block types; checkOptions resolves it.
+	Outliers OutlierMode
+	// OutlierCap bounds the columns split off one tensor, as a fraction of
+	// its input channels (the ones with the largest activations are
+	// kept), so that a threshold set too low cannot blow up the size.
+	// 0 means 1/32; at most 1.
+	OutlierCap float64
+	// outlierNote explains a requested mode that does not apply (split
+	// with a GGUF block type), for the report.
+	outlierNote string
 
 	// Threads for quantizing and for the calibration runs (0: all).
 	Threads int
@@ -78,6 +95,8 @@ type TensorReport struct {
 	// ActScale is the static activation scale of the tensor's input
 	// (static method), 0 when none.
 	ActScale float32
+	// SplitCols are the outlier columns split off in F16 (LLM.int8()).
+	SplitCols []int32
 }
 
 // Report summarises a quantization.
@@ -90,6 +109,9 @@ type Report struct {
 	Params      int64 // weights (elements of all tensors)
 	Calibration *CalibReport
 	Plan        *Plan
+	// Outliers says how outlier channels were treated (nil: not at all,
+	// and nothing to say about it).
+	Outliers *OutlierReport
 }
 
 // BitsPerWeight is the output's tensor bits per weight.
@@ -121,11 +143,17 @@ func Quantize(in *gguf.File, out string, opt Options, progress func(done, total 
 	prog.add(len(assign))
 
 	var cal *calibration
-	if opt.Method != Dynamic {
+	if opt.Method != Dynamic || opt.Outliers != OutliersOff {
 		if cal, err = calibrate(in, opt, prog); err != nil {
 			return nil, err
 		}
 		rep.Calibration = cal.report
+		if err := findOutliers(in, opt, assign, cal, prog); err != nil {
+			return nil, err
+		}
+		if opt.Outliers == OutliersTensor && opt.Method != Mixed {
+			applyTensorRule(assign)
+		}
 	}
 	enc := newEncoder(in, opt.threads())
 	var b *gguf.Builder
@@ -139,6 +167,13 @@ func Quantize(in *gguf.File, out string, opt Options, progress func(done, total 
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rep.Outliers = newOutlierReport(opt, assign); rep.Outliers != nil {
+		js, err := rep.Outliers.JSON()
+		if err != nil {
+			return nil, err
+		}
+		b.Set(keyOutliers, gguf.Str(js))
 	}
 	if err := b.WriteFile(out); err != nil {
 		return nil, err
@@ -171,6 +206,15 @@ func checkOptions(opt *Options) error {
 	if opt.OutlierThreshold == 0 {
 		opt.OutlierThreshold = 6
 	}
+	if math.IsNaN(opt.OutlierThreshold) || math.IsInf(opt.OutlierThreshold, 0) {
+		return fmt.Errorf("quantize: outlier threshold %g: want a finite number", opt.OutlierThreshold)
+	}
+	if opt.OutlierCap == 0 {
+		opt.OutlierCap = defaultOutlierCap
+	}
+	if !(opt.OutlierCap > 0 && opt.OutlierCap <= 1) {
+		return fmt.Errorf("quantize: outlier cap %g outside (0, 1]: it is the fraction of a tensor's input channels that may be split off", opt.OutlierCap)
+	}
 	switch opt.Method {
 	case Dynamic:
 		if opt.Budget != (Budget{}) {
@@ -199,7 +243,7 @@ func checkOptions(opt *Options) error {
 	if opt.Method != Dynamic && opt.Calibration == "" {
 		return fmt.Errorf("quantize: --method %v needs a calibration text", opt.Method)
 	}
-	return nil
+	return resolveOutliers(opt)
 }
 
 // checkInput accepts only unquantized models: requantizing compounds two

@@ -18,6 +18,9 @@ type recorder struct {
 	byTensor map[backend.Tensor]*actStats
 	byName   map[string]*actStats
 	buf      []float32
+	// skip lists, by weight name, input channels to leave out of the
+	// statistics (a split's outlier columns; see actStats.skip).
+	skip map[string][]int32
 }
 
 func newRecorder(be backend.Backend) *recorder {
@@ -31,8 +34,16 @@ func (r *recorder) Upload(w *backend.Weight) (backend.Tensor, error) {
 	}
 	s := newActStats(w.Cols)
 	r.byTensor[t] = s
-	for _, n := range strings.Split(w.Name, "+") {
+	names := strings.Split(w.Name, "+")
+	for _, n := range names {
 		r.byName[n] = s
+	}
+	// Fused parts share their input, so they share its outlier channels.
+	for _, n := range names {
+		if cols := r.skip[n]; len(cols) > 0 {
+			s.skipChannels(cols)
+			break
+		}
 	}
 	return t, nil
 }

@@ -17,32 +17,47 @@ const tensorTypeKey = qformat.TypeKeyPrefix
 // formats do; GGUF block types quantize activations per block.
 func usesActScale(t backend.DType) bool { return quant.IsRowFormat(t) }
 
-// rowQuantize quantizes a tensor to row format t, rows split among
-// threads.
-func rowQuantize(p *tensorPlan, t backend.DType, src []byte, threads int) (data []byte, scales []float32, err error) {
+// rowQuantize quantizes a tensor to row format t, with its split columns
+// when it has some, rows split among threads.
+func rowQuantize(p *tensorPlan, t backend.DType, src []byte, threads int) (*encoded, error) {
 	x, err := floats(p, src)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rb, err := backend.RowBytes(t, p.cols)
 	if err != nil {
-		return nil, nil, fmt.Errorf("quantize: tensor %s: %w", p.name(), err)
+		return nil, fmt.Errorf("quantize: tensor %s: %w", p.name(), err)
 	}
-	data = make([]byte, rb*p.rows)
-	scales = make([]float32, p.rows)
+	split := p.splitAs(t)
+	k := len(split)
+	c := &encoded{data: make([]byte, rb*p.rows), scales: make([]float32, p.rows), split: split}
+	if k > 0 {
+		c.ow = make([]uint16, k*p.rows)
+	}
 	err = parallelRows(p.rows, threads, func(r0, r1 int) error {
-		d, s, err := quant.QuantizeRows(t, x[r0*p.cols:r1*p.cols], r1-r0, p.cols)
+		d, s, ow, err := quant.QuantizeRowsSplit(t, x[r0*p.cols:r1*p.cols], r1-r0, p.cols, split)
 		if err != nil {
 			return err
 		}
-		copy(data[r0*rb:], d)
-		copy(scales[r0:], s)
+		copy(c.data[r0*rb:], d)
+		copy(c.scales[r0:], s)
+		copy(c.ow[r0*k:], ow)
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("quantize: tensor %s to %v: %w", p.name(), t, err)
+		return nil, fmt.Errorf("quantize: tensor %s to %v: %w", p.name(), t, err)
 	}
-	return data, scales, nil
+	return c, nil
+}
+
+// bytesAs is the size tensor p takes as type t: tensorBytes, plus its
+// split columns for a row format.
+func (p *tensorPlan) bytesAs(t backend.DType) (int64, error) {
+	n, err := tensorBytes(t, p.rows, p.cols)
+	if err != nil {
+		return 0, err
+	}
+	return n + splitBytes(p.rows, len(p.splitAs(t))), nil
 }
 
 // tensorBytes is the size a tensor of the given shape takes as type t,

@@ -41,7 +41,7 @@ func fileTypesOf(t *testing.T, s synthSpec, typ string) map[string]backend.DType
 	f := openGGUF(t, out)
 	got := map[string]backend.DType{}
 	for _, ti := range f.Tensors {
-		if qformat.IsScaleTensor(f, ti.Name) {
+		if qformat.IsCompanionTensor(f, ti.Name) {
 			continue
 		}
 		tt, err := qformat.TensorType(f, ti.Name)

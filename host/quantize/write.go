@@ -68,6 +68,9 @@ func build(in *gguf.File, opt Options, plans []*tensorPlan, scales map[string]fl
 			return nil, err
 		}
 		tr.Bytes = n
+		if tr.SplitCols = p.splitAs(p.to); len(tr.SplitCols) > 0 {
+			tr.Reason += fmt.Sprintf("; %d outlier columns split off in F16 (LLM.int8())", len(tr.SplitCols))
+		}
 		if s, ok := scales[p.name()]; ok && usesActScale(p.to) {
 			if err := qformat.SetActScale(b, p.name(), s); err != nil {
 				return nil, fmt.Errorf("quantize: %w", err)
@@ -101,11 +104,14 @@ func floats(p *tensorPlan, src []byte) ([]float32, error) {
 	return x, nil
 }
 
-// encoded is a tensor's data in its output type: packed rows, and row
-// scales for the row formats.
+// encoded is a tensor's data in its output type: packed rows, and for
+// the row formats row scales and the split columns with their F16
+// weights (rows x len(split)).
 type encoded struct {
 	data   []byte
 	scales []float32
+	split  []int32
+	ow     []uint16
 }
 
 // encoder quantizes tensors of one input file, remembering the results so
@@ -142,11 +148,9 @@ func (e *encoder) encode(p *tensorPlan, t backend.DType, keep bool) (*encoded, e
 	case t == p.info.Type:
 		c = &encoded{data: src}
 	case quant.IsRowFormat(t):
-		d, s, err := rowQuantize(p, t, src, e.threads)
-		if err != nil {
+		if c, err = rowQuantize(p, t, src, e.threads); err != nil {
 			return nil, err
 		}
-		c = &encoded{data: d, scales: s}
 	default:
 		d, err := convert(p, t, src, e.threads)
 		if err != nil {
@@ -169,10 +173,12 @@ func (e *encoder) put(b *gguf.Builder, p *tensorPlan, t backend.DType, keep bool
 		return 0, err
 	}
 	if quant.IsRowFormat(t) {
-		if err := qformat.PutRowTensor(b, p.name(), t, p.rows, p.cols, c.data, c.scales); err != nil {
+		w := &backend.Weight{Name: p.name(), Type: t, Rows: p.rows, Cols: p.cols, Data: c.data, RowScales: c.scales,
+			OutlierCols: c.split, OutlierW: c.ow}
+		if err := qformat.PutWeight(b, w); err != nil {
 			return 0, fmt.Errorf("quantize: %w", err)
 		}
-		return int64(len(c.data) + 4*len(c.scales)), nil
+		return int64(len(c.data)+4*len(c.scales)) + splitBytes(p.rows, len(c.split)), nil
 	}
 	err = b.ReplaceTensor(p.name(), t, p.info.Dims, c.data)
 	if err != nil {

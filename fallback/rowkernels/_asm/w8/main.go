@@ -88,6 +88,8 @@ func nth(i int, base, stride, stride3 reg.Register) Mem {
 func dotAVX2(nt int) {
 	name := fmt.Sprintf("dotAVX2x4x%d", nt)
 	TEXT(name, NOSPLIT, "func(w *int8, wstride int, x *int8, xstride int, nblk int, out *int32)")
+	// No pointer is kept past the call: the caller's arrays need not escape.
+	Pragma("noescape")
 	Doc(name+" sets out[t*4+r] to the int32 dot product of the first 32*nblk",
 		fmt.Sprintf("bytes of weight row r (4 rows wstride bytes apart) and activation row t (%d", nt),
 		"rows xstride bytes apart, values in [-127, 127]). nblk must be > 0.")
@@ -171,6 +173,8 @@ func dotAVX2(nt int) {
 func dotVNNI(nt int) {
 	name := fmt.Sprintf("dotVNNIx4x%d", nt)
 	TEXT(name, NOSPLIT, "func(w *int8, wstride int, xu *uint8, xstride int, nblk int, out *int32)")
+	// No pointer is kept past the call: the caller's arrays need not escape.
+	Pragma("noescape")
 	Doc(name+" sets out[t*4+r] to the int32 sum over the first 64*nblk bytes of",
 		fmt.Sprintf("weight row r (4 rows wstride bytes apart) times unsigned activation row t (%d", nt),
 		"rows xstride bytes apart). nblk must be > 0.")
@@ -254,6 +258,8 @@ func dotVNNI(nt int) {
 // results down a column of dst.
 func gemmTok16() {
 	TEXT("gemmTok16VNNI", NOSPLIT, "func(w *int8, wstride int, tile *uint8, ng int, wsum *int32, ws *float32, xs *float32, dst *float32, ldd int, rows int, ntok int)")
+	// No pointer is kept past the call: the caller's arrays need not escape.
+	Pragma("noescape")
 	Doc("gemmTok16VNNI sets dst[t*ldd+r] = float32(sum_k w[r][k]*u[t][k] - wsum[r]) * (ws[r]*xs[t])",
 		"for r < rows (1..16) and t < ntok (1..16), where the tile holds the unsigned",
 		"activations u = x+128 in ng groups of 4 columns, and wsum[r] = 128*sum_k w[r][k].",
@@ -335,6 +341,8 @@ func gemmTok16() {
 // Go's max builtin propagates NaN in the reference.
 func absMaxBits() {
 	TEXT("absMaxBitsAVX2", NOSPLIT, "func(x *float32, nblk int) uint32")
+	// No pointer is kept past the call: the caller's arrays need not escape.
+	Pragma("noescape")
 	Doc("absMaxBitsAVX2 returns the float32 bits of max|x| over 8*nblk values (nblk > 0),",
 		"NaN if any is NaN.")
 	x := Load(Param("x"), GP64())
@@ -371,6 +379,8 @@ func absMaxBits() {
 // never saturate.
 func quantI8() {
 	TEXT("quantI8AVX2", NOSPLIT, "func(x *float32, nblk int, id float32, q *int8)")
+	// No pointer is kept past the call: the caller's arrays need not escape.
+	Pragma("noescape")
 	Doc("quantI8AVX2 quantizes 32*nblk values (nblk > 0) with inverse scale id into q.")
 	x := Load(Param("x"), GP64())
 	n := Load(Param("nblk"), GP64())

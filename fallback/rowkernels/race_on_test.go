@@ -1,0 +1,5 @@
+//go:build race
+
+package rowkernels
+
+const raceEnabled = true
