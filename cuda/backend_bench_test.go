@@ -94,7 +94,8 @@ func uploadSets(b testing.TB, be *cuda.Backend, w *backend.Weight, bytes int) []
 
 // benchWeight returns random bytes in typ's layout: timing does not
 // depend on the values, and the reference quantizers would take seconds
-// of the GPU machine's time at these sizes.
+// of the GPU machine's time at these sizes. Codes the upload rejects (FP8
+// NaN, the ternary 3) are replaced by valid ones.
 func benchWeight(b *testing.B, typ backend.DType, rows, cols int) *backend.Weight {
 	b.Helper()
 	rng := rand.New(rand.NewSource(1))
@@ -102,7 +103,19 @@ func benchWeight(b *testing.B, typ backend.DType, rows, cols int) *backend.Weigh
 	require.NoError(b, err)
 	w := &backend.Weight{Name: "bench", Type: typ, Rows: rows, Cols: cols, Data: make([]byte, rows*rb)}
 	rng.Read(w.Data)
-	if typ == backend.W8 {
+	switch typ {
+	case backend.FP8:
+		for i, v := range w.Data {
+			if v&0x7f == 0x7f {
+				w.Data[i] = v - 1
+			}
+		}
+	case backend.Ternary:
+		for i, v := range w.Data {
+			w.Data[i] = v &^ (v & (v >> 1) & 0x55) // a field of 3 becomes 2
+		}
+	}
+	if typ >= backend.W8 {
 		w.RowScales = make([]float32, rows)
 		for i := range w.RowScales {
 			w.RowScales[i] = 0.01
@@ -141,6 +154,7 @@ func BenchmarkGEMV(b *testing.B) {
 		{backend.Q8_0, 8192, 8192, q8},
 		{backend.Q4_0, 4096, 4096, q8[:1]}, {backend.Q4_K, 4096, 4096, q8[:1]}, {backend.Q6_K, 4096, 4096, q8[:1]},
 		{backend.W8, 4096, 4096, q8[:1]}, {backend.F16, 4096, 4096, q8[:1]},
+		{backend.FP8, 4096, 4096, q8[:1]}, {backend.Ternary, 4096, 4096, q8[:1]}, {backend.Binary, 4096, 4096, q8[:1]},
 	}
 	for _, c := range cases {
 		for _, v := range c.variants {
@@ -173,18 +187,23 @@ func BenchmarkGEMV(b *testing.B) {
 }
 
 // BenchmarkGEMM is prompt processing: M tokens times an N x K weight,
-// N = K = 4096. TOPS counts 2*M*N*K operations. W8 runs with the tile
-// MatMul picks and with each tile forced, for tuning.
+// N = K = 4096. TOPS counts 2*M*N*K operations. W8, TERNARY and BINARY
+// run with the tile MatMul picks and with each tile forced, for tuning.
 func BenchmarkGEMM(b *testing.B) {
 	be := realGPU(b)
 	type tile struct {
 		name string
 		k    *kernels.Kernel
 	}
-	for _, typ := range []backend.DType{backend.W8, backend.Q8_0, backend.Q4_0, backend.Q4_K} {
+	tiles128 := map[backend.DType][2]*kernels.Kernel{
+		backend.W8:      {kernels.GemmW8, kernels.GemmW8M64},
+		backend.Ternary: {kernels.GemmTernary, kernels.GemmTernaryM64},
+		backend.Binary:  {kernels.GemmBinary, kernels.GemmBinaryM64},
+	}
+	for _, typ := range []backend.DType{backend.W8, backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.FP8, backend.Ternary, backend.Binary} {
 		tiles := []tile{{"auto", nil}}
-		if typ == backend.W8 {
-			tiles = append(tiles, tile{"tile128", kernels.GemmW8}, tile{"tile64", kernels.GemmW8M64})
+		if ks, ok := tiles128[typ]; ok {
+			tiles = append(tiles, tile{"tile128", ks[0]}, tile{"tile64", ks[1]})
 		}
 		for _, m := range []int{512, 4096} {
 			for _, tl := range tiles {

@@ -15,8 +15,8 @@ import (
 // QuantizedForTest runs MatMul's activation quantization for weight w on
 // x and returns what it wrote, in the CPU's format: ntok rows of
 // quant.QuantizeActivations bytes for Q8_0 and Q8_K (the padding past
-// cols must be zero, checked here), or for W8 the int8 rows followed by
-// the per-token scales.
+// cols must be zero, checked here), or for the row formats (W8, FP8,
+// TERNARY, BINARY) the int8 rows followed by the per-token scales.
 func (b *Backend) QuantizedForTest(w, x backend.Tensor) ([]byte, error) {
 	wt, err := asWeight("test", "weight", w)
 	if err != nil {
@@ -71,7 +71,7 @@ func (b *Backend) QuantizedForTest(w, x backend.Tensor) ([]byte, error) {
 					out = append(out, s[2*(t*cols/16+16*sbk):][:32]...)
 				}
 			}
-		case backend.W8:
+		case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
 			for t := 0; t < ntok; t++ {
 				if !allZero(q[t*kpad+cols : (t+1)*kpad]) {
 					return fmt.Errorf("token %d: padding is not zero", t)
@@ -119,7 +119,7 @@ func (b *Backend) StageForTest(w, x backend.Tensor) error {
 
 // ProductForTest enqueues only the product of MatMul, reading the
 // activations StageForTest left (for ntok tokens), with kernel k when not
-// nil (a GEMV variant of w's type, or either W8 GEMM).
+// nil (a GEMV variant of w's type, or a row-format GEMM tile of it).
 func (b *Backend) ProductForTest(dst, w backend.Tensor, ntok int, k *kernels.Kernel) error {
 	wt, err := asWeight("test", "weight", w)
 	if err != nil {
@@ -134,8 +134,10 @@ func (b *Backend) ProductForTest(dst, w backend.Tensor, ntok int, k *kernels.Ker
 		if k == nil {
 			return 0, 0, b.product(d, wt, ntok, xq, xd, xbs)
 		}
-		if k == kernels.GemmW8 || k == kernels.GemmW8M64 {
-			return 0, 0, b.gemmW8(d, wt, ntok, xq, xd, k)
+		for _, ks := range rowGemm {
+			if k == ks[0] || k == ks[1] {
+				return 0, 0, b.gemmRows(d, wt, ntok, xq, xd, k)
+			}
 		}
 		b.gemvArgs(d, wt, ntok, xq, xd, xbs)
 		rows := kernels.GemvRows

@@ -114,11 +114,18 @@ func randn(rng *rand.Rand, n int, scale float64) []float32 {
 }
 
 // randomWeight quantizes normal values with llama.cpp's reference
-// quantizer (W8: random int8 and row scales).
+// quantizer (FP8, TERNARY, BINARY: quant.QuantizeRows; W8: random int8 and
+// row scales).
 func randomWeight(t testing.TB, rng *rand.Rand, typ backend.DType, rows, cols int) *backend.Weight {
 	t.Helper()
 	w := &backend.Weight{Name: typ.String(), Type: typ, Rows: rows, Cols: cols}
-	if typ == backend.W8 {
+	switch typ {
+	case backend.FP8, backend.Ternary, backend.Binary:
+		var err error
+		w.Data, w.RowScales, err = quant.QuantizeRows(typ, randn(rng, rows*cols, 1), rows, cols)
+		require.NoError(t, err)
+		return w
+	case backend.W8:
 		w.Data = make([]byte, rows*cols)
 		for i := range w.Data {
 			w.Data[i] = byte(int8(rng.Intn(255) - 127))

@@ -262,7 +262,8 @@ func TestKernelsIndependentOfThreadOrder(t *testing.T) {
 					require.NoError(t, be.Read(m.g, g))
 					out = append(out, g...)
 				}
-				for _, typ := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.W8, backend.F16} {
+				for _, typ := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.W8, backend.F16,
+					backend.FP8, backend.Ternary, backend.Binary} {
 					w, err := be.Upload(randomWeight(t, rng, typ, 70, 256))
 					require.NoError(t, err)
 					x, _ := be.NewActivation("x", 20, 256)

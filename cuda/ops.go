@@ -40,8 +40,10 @@ func (b *Backend) run(op string, check func() error, body func() (bytes, ops int
 // MatMul computes dst[t][n] = sum_k w[n][k] * x[t][k]. The activations are
 // first quantized on the device to the weight type's activation format,
 // exactly as the CPU backend does (Q8_0 blocks for Q8_0/Q4_0, Q8_K for
-// K-quants, per-token int8 for W8, F16 for F16), then multiplied: by the
-// GEMV kernels for up to 8 tokens (decode), by the GEMM kernels beyond.
+// K-quants, per-token int8 for the row formats W8, FP8, TERNARY and
+// BINARY, with the weight's static scale if it has one, F16 for F16), then
+// multiplied: by the GEMV kernels for up to 8 tokens (decode), by the GEMM
+// kernels beyond.
 func (b *Backend) MatMul(dst, w, x backend.Tensor) error {
 	const op = "matmul"
 	var d, xa *activation
@@ -83,7 +85,7 @@ func actLayout(w *weight, ntok int) (q, d, bs int64) {
 		return n * kpad, 4 * n * kpad / 32, 0
 	case backend.Q4_K, backend.Q5_K, backend.Q6_K:
 		return n * cols, 4 * n * cols / 256, 2 * n * cols / 16
-	case backend.W8:
+	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
 		return n * kpad, 4 * n, 0
 	case backend.F16:
 		return 2 * n * kpad, 0, 0
@@ -129,7 +131,7 @@ func (b *Backend) matmulStage(w *weight, x *activation) error {
 	case backend.Q4_K, backend.Q5_K, backend.Q6_K:
 		qk, grid = kernels.QuantQ8_K, Dim3{X: cdiv(w.cols, 2048), Y: uint32(ntok), Z: 1}
 		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).ptr(xq).ptr(xd).ptr(xbs)
-	case backend.W8:
+	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
 		qk, grid = kernels.QuantW8, Dim3{X: uint32(ntok), Y: 1, Z: 1}
 		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).i64(lay.kpad).f32(w.actScale).ptr(xq).ptr(xd)
 	case backend.F16:
@@ -165,6 +167,7 @@ func gemvIndex(n int) int {
 var gemvKernels = map[backend.DType][]*kernels.Kernel{
 	backend.Q8_0: kernels.GemvQ8_0, backend.Q4_0: kernels.GemvQ4_0, backend.Q4_K: kernels.GemvQ4_K,
 	backend.Q5_K: kernels.GemvQ5_K, backend.Q6_K: kernels.GemvQ6_K, backend.W8: kernels.GemvW8,
+	backend.FP8: kernels.GemvFP8, backend.Ternary: kernels.GemvTernary, backend.Binary: kernels.GemvBinary,
 	backend.F16: kernels.GemvF16, backend.F32: kernels.GemvF32,
 }
 
@@ -181,7 +184,7 @@ func (b *Backend) gemvArgs(d *activation, w *weight, ntok int, xq, xd, xbs Devic
 	case backend.Q5_K, backend.Q6_K:
 		a.ptr(w.part(0)).ptr(w.part(1)).ptr(w.part(2)).ptr(w.part(3)).ptr(xq).ptr(xd).ptr(xbs)
 		a.ptr(d.ptr()).i64(d.ld).i64(w.rows).i64(w.cols).i64(ntok)
-	case backend.W8:
+	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
 		a.ptr(w.part(0)).ptr(w.part(1)).ptr(xq).ptr(xd)
 		a.ptr(d.ptr()).i64(d.ld).i64(w.rows).i64(w.cols).i64(w.lay.kpad).i64(ntok)
 	default: // F16, F32
@@ -207,8 +210,8 @@ func (b *Backend) gemm(d *activation, w *weight, ntok int, xq, xd, xbs DevicePtr
 	a := b.args.reset()
 	rows := w.rows
 	switch w.typ {
-	case backend.W8:
-		return b.gemmW8(d, w, ntok, xq, xd, b.w8Kernel(rows, ntok))
+	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
+		return b.gemmRows(d, w, ntok, xq, xd, b.rowGemmKernel(w.typ, rows, ntok))
 	case backend.F16, backend.F32:
 		k := kernels.GemmF32
 		if w.typ == backend.F16 {
@@ -236,24 +239,44 @@ func (b *Backend) gemm(d *activation, w *weight, ntok int, xq, xd, xbs DevicePtr
 	return b.launch(k, Dim3{X: cdiv(rows, kernels.GemmBlockRows), Y: cdiv(ntok, kernels.GemmBlockTokens), Z: 1})
 }
 
-// w8Kernel picks the W8 GEMM tile: 128 rows per block, or 64 when the
-// 128-row grid would not give every multiprocessor two blocks.
-func (b *Backend) w8Kernel(rows, ntok int) *kernels.Kernel {
-	blocks := int(cdiv(rows, kernels.GemmBlockRows)) * int(cdiv(ntok, kernels.GemmW8BlockTokens))
-	if blocks < 2*b.props.SMs {
-		return kernels.GemmW8M64
-	}
-	return kernels.GemmW8
+// rowGemm lists each row format's GEMM kernels: the 128-row tile and
+// the 64-row one (the same for FP8, whose only tile has 64 rows).
+var rowGemm = map[backend.DType][2]*kernels.Kernel{
+	backend.W8:      {kernels.GemmW8, kernels.GemmW8M64},
+	backend.Ternary: {kernels.GemmTernary, kernels.GemmTernaryM64},
+	backend.Binary:  {kernels.GemmBinary, kernels.GemmBinaryM64},
+	backend.FP8:     {kernels.GemmFP8, kernels.GemmFP8},
 }
 
-// gemmW8 launches W8 GEMM kernel k (GemmW8 or GemmW8M64).
-func (b *Backend) gemmW8(d *activation, w *weight, ntok int, xq, xd DevicePtr, k *kernels.Kernel) error {
-	rowsPerBlock := kernels.GemmBlockRows
-	if k == kernels.GemmW8M64 {
-		rowsPerBlock = kernels.GemmW8SmallRows
+// rowGemmKernel picks a row format's GEMM tile: 128 rows per block, or 64
+// when the 128-row grid would not give every multiprocessor two blocks.
+func (b *Backend) rowGemmKernel(t backend.DType, rows, ntok int) *kernels.Kernel {
+	ks := rowGemm[t]
+	blocks := int(cdiv(rows, kernels.GemmBlockRows)) * int(cdiv(ntok, kernels.GemmW8BlockTokens))
+	if blocks < 2*b.props.SMs {
+		return ks[1]
 	}
+	return ks[0]
+}
+
+// rowGemmTile returns the rows and tokens a block of row-format GEMM
+// kernel k covers.
+func rowGemmTile(k *kernels.Kernel) (rows, tokens int) {
+	switch k {
+	case kernels.GemmFP8:
+		return kernels.GemmFP8Rows, kernels.GemmFP8Tokens
+	case kernels.GemmW8M64, kernels.GemmTernaryM64, kernels.GemmBinaryM64:
+		return kernels.GemmW8SmallRows, kernels.GemmW8BlockTokens
+	}
+	return kernels.GemmBlockRows, kernels.GemmW8BlockTokens
+}
+
+// gemmRows launches row-format GEMM kernel k (one of rowGemm's), which
+// all take W8's parameters.
+func (b *Backend) gemmRows(d *activation, w *weight, ntok int, xq, xd DevicePtr, k *kernels.Kernel) error {
+	rowsPerBlock, toksPerBlock := rowGemmTile(k)
 	a := b.args.reset()
 	a.ptr(w.part(0)).ptr(w.part(1)).ptr(xq).ptr(xd)
 	a.ptr(d.ptr()).i64(d.ld).i64(w.rows).i64(w.cols).i64(w.lay.kpad).i64(ntok)
-	return b.launch(k, Dim3{X: cdiv(w.rows, rowsPerBlock), Y: cdiv(ntok, kernels.GemmW8BlockTokens), Z: 1})
+	return b.launch(k, Dim3{X: cdiv(w.rows, rowsPerBlock), Y: cdiv(ntok, toksPerBlock), Z: 1})
 }

@@ -1,7 +1,6 @@
 package cuda_test
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand"
@@ -270,8 +269,9 @@ func TestParityMatMulExact(t *testing.T) {
 
 // TestParityActivationQuantization checks the device's activation
 // quantization byte for byte against quant.QuantizeActivations (Q8_0 with
-// llama.cpp's AVX2 rounding, Q8_K) and against the W8 definition, with
-// rounding ties and a strided input.
+// llama.cpp's AVX2 rounding, Q8_K) and quant.QuantizeTokenInt8 (W8), with
+// rounding ties and a strided input (TestParityRowActivations covers the
+// row formats' edge cases).
 func TestParityActivationQuantization(t *testing.T) {
 	forEachDevice(t, func(t *testing.T, d device) {
 		for _, c := range []struct {
@@ -303,7 +303,7 @@ func TestParityActivationQuantization(t *testing.T) {
 				require.NoError(t, err)
 				var want []byte
 				if c.typ == backend.W8 {
-					want = w8Acts(x, ntok, c.cols)
+					want = rowActsBytes(t, x, ntok, c.cols, 0)
 				} else {
 					act, err := quant.ActivationType(c.typ)
 					require.NoError(t, err)
@@ -315,68 +315,6 @@ func TestParityActivationQuantization(t *testing.T) {
 					}
 				}
 				assert.Equal(t, want, got)
-			})
-		}
-	})
-}
-
-// w8Acts is W8's per-token quantization, written from its definition:
-// d = amax/127, q = round-half-even(x * (127/amax)) clamped to ±127;
-// int8 rows, then the float32 scales.
-func w8Acts(x []float32, ntok, cols int) []byte {
-	var q, d []byte
-	for tk := 0; tk < ntok; tk++ {
-		row := x[tk*cols : (tk+1)*cols]
-		var amax float32
-		for _, v := range row {
-			amax = float32(math.Max(float64(amax), math.Abs(float64(v))))
-		}
-		var id float32
-		if amax != 0 {
-			id = 127 / amax
-		}
-		for _, v := range row {
-			r := math.RoundToEven(float64(v * id))
-			q = append(q, byte(int8(math.Max(-127, math.Min(127, r)))))
-		}
-		d = binary.LittleEndian.AppendUint32(d, math.Float32bits(amax/127))
-	}
-	return append(q, d...)
-}
-
-// TestParityMatMulW8 compares W8 (which the CPU backend lacks) with the
-// exact product of the quantized operands: the int32 sum times the row
-// scale times the token scale, as float32.
-func TestParityMatMulW8(t *testing.T) {
-	forEachDevice(t, func(t *testing.T, d device) {
-		for _, ntok := range []int{1, 6, 70} {
-			t.Run(fmt.Sprintf("t%d", ntok), func(t *testing.T) {
-				rng := rand.New(rand.NewSource(int64(ntok)))
-				const rows, cols = 133, 200
-				p := newPair(t, d)
-				w := randomWeight(t, rng, backend.W8, rows, cols)
-				g, err := p.gpu.Upload(w)
-				require.NoError(t, err)
-				defer p.gpu.Free(g)
-				x := randn(rng, ntok*cols, 1)
-				xa := p.act("x", ntok, cols, x)
-				y := p.act("y", ntok, rows, nil)
-				p.poison(y)
-				require.NoError(t, p.gpu.MatMul(y.g, g, xa.g))
-				got := make([]float32, ntok*rows)
-				require.NoError(t, p.gpu.Read(y.g, got))
-				acts := w8Acts(x, ntok, cols)
-				for tk := 0; tk < ntok; tk++ {
-					xd := f32At(acts[ntok*cols+4*tk:])
-					for r := 0; r < rows; r++ {
-						var s int32
-						for k := 0; k < cols; k++ {
-							s += int32(int8(w.Data[r*cols+k])) * int32(int8(acts[tk*cols+k]))
-						}
-						want := float32(s) * (w.RowScales[r] * xd)
-						require.Equal(t, want, got[tk*rows+r], "token %d row %d", tk, r)
-					}
-				}
 			})
 		}
 	})

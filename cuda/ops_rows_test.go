@@ -148,7 +148,8 @@ func TestParityEmbedAndRead(t *testing.T) {
 			typ  backend.DType
 			cols int
 		}{{backend.F32, 37}, {backend.F16, 70}, {backend.Q8_0, 96}, {backend.Q4_0, 160}, {backend.Q4_K, 256},
-			{backend.Q5_K, 512}, {backend.Q6_K, 256}, {backend.W8, 100}} {
+			{backend.Q5_K, 512}, {backend.Q6_K, 256}, {backend.W8, 100}, {backend.FP8, 100}, {backend.Ternary, 36},
+			{backend.Binary, 136}} {
 			t.Run(c.typ.String(), func(t *testing.T) {
 				rng := rand.New(rand.NewSource(int64(c.cols)))
 				p := newPair(t, d)
@@ -156,7 +157,7 @@ func TestParityEmbedAndRead(t *testing.T) {
 				w := randomWeight(t, rng, c.typ, rows, c.cols)
 				wt := p.weight(w)
 				want := make([]float32, rows*c.cols)
-				require.NoError(t, p.cpu.Read(wt.c, want)) // quant.Dequantize; W8: q*scale
+				require.NoError(t, p.cpu.Read(wt.c, want)) // quant.Dequantize; row formats: quant.DequantizeRow
 				got := make([]float32, rows*c.cols)
 				require.NoError(t, p.gpu.Read(wt.g, got))
 				assert.Equal(t, want, got, "read")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"qinfer/host/backend"
+	"qinfer/host/quant"
 	"qinfer/kernels"
 )
 
@@ -48,8 +49,11 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upload weight %s: %w", w.Name, err)
 	}
-	if w.Type == backend.W8 && !(w.ActScale >= 0) {
-		return nil, fmt.Errorf("upload weight %s: activation scale %v", w.Name, w.ActScale)
+	rowFmt := quant.IsRowFormat(w.Type)
+	if rowFmt {
+		if err := checkRowWeight(w); err != nil {
+			return nil, fmt.Errorf("upload weight %s: %w", w.Name, err)
+		}
 	}
 	rb, _ := backend.RowBytes(w.Type, w.Cols)
 	if err := b.enter("upload"); err != nil {
@@ -79,7 +83,7 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 			c := lay.newChunk(r0, n)
 			for r := r0; r < r0+n; r++ {
 				var scale float32
-				if w.Type == backend.W8 {
+				if rowFmt {
 					scale = w.RowScales[r]
 				}
 				c.repackRow(r, w.Data[r*rb:(r+1)*rb], scale)
@@ -101,6 +105,29 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 		return nil, fmt.Errorf("upload %s: %w", what, err)
 	}
 	return t, nil
+}
+
+// checkRowWeight applies the CPU backend's checks to a row-format weight
+// (the same quant functions, so both backends accept the same weights):
+// rows no longer than the int32 sums hold exactly, a static activation
+// scale that is finite with a finite inverse, and no code the kernels do
+// not handle (a ternary 3, an FP8 NaN). Weights split into outlier
+// columns, which only the CPU backend runs, are refused.
+func checkRowWeight(w *backend.Weight) error {
+	if len(w.OutlierCols) > 0 {
+		// The kernels have no float side product for LLM.int8()'s outlier
+		// columns: without it the output would silently miss them.
+		return fmt.Errorf("%d outlier columns (an LLM.int8() split): not supported by the CUDA backend", len(w.OutlierCols))
+	}
+	if w.Cols > quant.MaxRowCols {
+		return fmt.Errorf("rows of %d elements, at most %d supported", w.Cols, quant.MaxRowCols)
+	}
+	if w.ActScale != 0 {
+		if err := quant.CheckActScale(w.ActScale); err != nil {
+			return err
+		}
+	}
+	return quant.CheckRowData(w.Type, w.Data, w.Rows, w.Cols)
 }
 
 // oomError says what could not be allocated, how much it needed and how
@@ -130,6 +157,13 @@ func fmtBytes(n int64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
+}
+
+// dequantRowKernels are the row formats' dequantization kernels, which
+// share one parameter list.
+var dequantRowKernels = map[backend.DType]*kernels.Kernel{
+	backend.W8: kernels.DequantW8, backend.FP8: kernels.DequantFP8,
+	backend.Ternary: kernels.DequantTernary, backend.Binary: kernels.DequantBinary,
 }
 
 // dequant enqueues the dequantization of n rows of w, either rows
@@ -171,8 +205,8 @@ func (b *Backend) dequant(w *weight, ids DevicePtr, row0, n int, y DevicePtr, ld
 	case backend.Q6_K:
 		k = kernels.DequantQ6_K
 		a.ptr(rowOff(0)).ptr(rowOff(1)).ptr(rowOff(2)).ptr(rowOff(3)).ptr(ids).ptr(y).i64(ldy).i64(rows).i64(w.cols).ptr(b.status)
-	case backend.W8:
-		k = kernels.DequantW8
+	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
+		k = dequantRowKernels[w.typ]
 		a.ptr(rowOff(0)).ptr(rowOff(1)).ptr(ids).ptr(y).i64(ldy).i64(rows).i64(w.cols).i64(w.lay.kpad).ptr(b.status)
 	default:
 		return fmt.Errorf("dequantize %v: unsupported type", w)

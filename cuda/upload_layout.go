@@ -36,6 +36,22 @@ import (
 //	      sc u16 [cols/32] (the int8 scales of the group's 16-element
 //	      halves), d half [cols/256]
 //	W8    qs int8 [kpad] (kpad = cols rounded up to 64), scale float [1]
+//	FP8_E4M3  qs [kpad]: the E4M3 bytes (kpad = cols rounded up to 64,
+//	          padding code 0 = +0), scale float [1]
+//	TERNARY   qs [kpad/4] (kpad = cols rounded up to 64): per 16 elements
+//	          a little-endian word whose bits 8b+2i..8b+2i+1 hold code+1
+//	          of element 4i+b (padding: value 0, stored as 1), scale float [1]
+//	BINARY    qs [kpad/8] (kpad = cols rounded up to 128): per 32 elements
+//	          a word whose bit 8b+i is set when element 4i+b is +1
+//	          (padding: -1, against zero activations), scale float [1]
+//
+// The TERNARY and BINARY words put the codes of elements 4i..4i+3 at the
+// same bit offset in the word's four bytes, so one shift and mask yields
+// them as the bytes of an int8 word in element order, which dp4a and the
+// mma fragments multiply with the activations' word of the same elements
+// (kernels/rowfmt.cu). BINARY rows are 128-element multiples so that a
+// row is whole 16-byte loads. The row formats' activations are per-token
+// int8 (qi_quant_w8), padded with zeros to the weight's kpad.
 type layout struct {
 	typ   backend.DType
 	rows  int
@@ -55,7 +71,8 @@ type part struct {
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
 // GPUTypes are the weight types the GPU backend uploads.
-var GPUTypes = []backend.DType{backend.F32, backend.F16, backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.W8}
+var GPUTypes = []backend.DType{backend.F32, backend.F16, backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K,
+	backend.W8, backend.FP8, backend.Ternary, backend.Binary}
 
 // newLayout plans the device arrays of a rows x cols weight of type t.
 func newLayout(t backend.DType, rows, cols int) (*layout, error) {
@@ -93,9 +110,15 @@ func newLayout(t backend.DType, rows, cols int) (*layout, error) {
 	case backend.Q6_K:
 		l.kpad = cols
 		ps = []p{{"ql", cols / 2}, {"qh", cols / 4}, {"sc", cols / 16}, {"d", cols / 128}}
-	case backend.W8:
+	case backend.W8, backend.FP8:
 		l.kpad = roundUp(cols, 64)
 		ps = []p{{"qs", l.kpad}, {"scale", 4}}
+	case backend.Ternary:
+		l.kpad = roundUp(cols, 64)
+		ps = []p{{"qs", l.kpad / 4}, {"scale", 4}}
+	case backend.Binary:
+		l.kpad = roundUp(cols, 128)
+		ps = []p{{"qs", l.kpad / 8}, {"scale", 4}}
 	default:
 		return nil, fmt.Errorf("%v weights are not supported by the CUDA backend (supported: %v)", t, GPUTypes)
 	}
@@ -156,9 +179,41 @@ func (c *chunk) repackRow(r int, src []byte, scale float32) {
 		c.repackK4(r, src)
 	case backend.Q6_K:
 		c.repackQ6K(r, src)
-	case backend.W8:
+	case backend.W8, backend.FP8:
 		copy(c.row(0, r), src[:l.cols])
 		binary.LittleEndian.PutUint32(c.row(1, r), math.Float32bits(scale))
+	case backend.Ternary:
+		repackTernary(c.row(0, r), src, l.cols)
+		binary.LittleEndian.PutUint32(c.row(1, r), math.Float32bits(scale))
+	case backend.Binary:
+		repackBinary(c.row(0, r), src, l.cols)
+		binary.LittleEndian.PutUint32(c.row(1, r), math.Float32bits(scale))
+	}
+}
+
+// repackTernary moves GGUF's TERNARY codes (element k in bits 2(k%4) of
+// byte k/4) into the device words: element 4i+b of a 16-element group to
+// bits 2i of the group's byte b. Padding elements get code 1 (zero).
+func repackTernary(dst, src []byte, cols int) {
+	clear(dst)
+	for k := 0; k < 4*len(dst); k++ {
+		c := byte(1)
+		if k < cols {
+			c = src[k/4] >> (2 * (k % 4)) & 3
+		}
+		e := k % 16
+		dst[k/16*4+e%4] |= c << (2 * (e / 4))
+	}
+}
+
+// repackBinary moves GGUF's BINARY bits (element k in bit k%8 of byte
+// k/8) into the device words: element 4i+b of a 32-element group to bit i
+// of the group's byte b. Padding elements are -1 (clear bits).
+func repackBinary(dst, src []byte, cols int) {
+	clear(dst)
+	for k := 0; k < cols; k++ {
+		e := k % 32
+		dst[k/32*4+e%4] |= (src[k/8] >> (k % 8) & 1) << (e / 4)
 	}
 }
 

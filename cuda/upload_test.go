@@ -23,11 +23,13 @@ var layoutCases = []struct {
 }{
 	{backend.F32, 37}, {backend.F16, 70}, {backend.Q8_0, 96}, {backend.Q8_0, 128}, {backend.Q4_0, 160},
 	{backend.Q4_K, 512}, {backend.Q5_K, 256}, {backend.Q6_K, 512}, {backend.W8, 100},
+	{backend.FP8, 100}, {backend.FP8, 128}, {backend.Ternary, 36}, {backend.Ternary, 200},
+	{backend.Binary, 8}, {backend.Binary, 136}, {backend.Binary, 256},
 }
 
 // randomGGUF returns rows of GGUF data for typ: quantized normal values
-// for the block formats, random bits for F16 (finite) and F32, random
-// int8 and row scales for W8.
+// for the block formats and FP8, TERNARY, BINARY (with their row scales),
+// random bits for F16 (finite) and F32, random int8 and row scales for W8.
 func randomGGUF(t *testing.T, rng *rand.Rand, typ backend.DType, rows, cols int) ([]byte, []float32) {
 	t.Helper()
 	rb, err := backend.RowBytes(typ, cols)
@@ -46,6 +48,14 @@ func randomGGUF(t *testing.T, rng *rand.Rand, typ backend.DType, rows, cols int)
 			binary.LittleEndian.PutUint16(data[i:], quant.FP32ToFP16(float32(rng.NormFloat64())))
 		}
 		return data, nil
+	case backend.FP8, backend.Ternary, backend.Binary:
+		x := make([]float32, rows*cols)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		data, scales, err := quant.QuantizeRows(typ, x, rows, cols)
+		require.NoError(t, err)
+		return data, scales
 	}
 	x := make([]float32, cols)
 	for r := 0; r < rows; r++ {
@@ -94,8 +104,10 @@ func TestLayoutAlignment(t *testing.T) {
 		assert.Zero(t, l.parts[0].rowBytes%16, "%v row bytes of %s", c.typ, l.parts[0].name)
 		assert.GreaterOrEqual(t, l.kpad, c.cols)
 		switch c.typ {
-		case backend.Q8_0, backend.Q4_0, backend.W8:
+		case backend.Q8_0, backend.Q4_0, backend.W8, backend.FP8, backend.Ternary:
 			assert.Zero(t, l.kpad%64, "%v: the GEMM runs whole 64-element stages", c.typ)
+		case backend.Binary:
+			assert.Zero(t, l.kpad%128, "BINARY rows are whole 16-byte words")
 		case backend.Q4_K, backend.Q5_K, backend.Q6_K:
 			assert.Equal(t, c.cols, l.kpad)
 		}
@@ -151,6 +163,20 @@ func (d devWeight) hi6(r, e int) uint8 {
 	return grp[4*(p/16)+pp%4] >> (2 * (pp / 4)) & 3
 }
 
+// ternaryCode returns the stored code (value+1) of element k of row r:
+// element 4i+b of a 16-element word sits at bits 8b+2i.
+func (d devWeight) ternaryCode(r, k int) uint8 {
+	w, e := u32(d.part(0, r), k/16), k%16
+	return uint8(w>>(8*(e%4)+2*(e/4))) & 3
+}
+
+// binaryBit returns the bit of element k of row r: element 4i+b of a
+// 32-element word is bit 8b+i.
+func (d devWeight) binaryBit(r, k int) uint8 {
+	w, e := u32(d.part(0, r), k/32), k%32
+	return uint8(w>>(8*(e%4)+e/4)) & 1
+}
+
 // ggufRow rebuilds GGUF row r from the device layout.
 func (d devWeight) ggufRow(t *testing.T, r int) []byte {
 	l := d.l
@@ -160,8 +186,16 @@ func (d devWeight) ggufRow(t *testing.T, r int) []byte {
 	switch l.typ {
 	case backend.F32, backend.F16:
 		copy(out, d.part(0, r))
-	case backend.W8:
+	case backend.W8, backend.FP8:
 		copy(out, d.part(0, r)[:l.cols])
+	case backend.Ternary:
+		for k := 0; k < l.cols; k++ {
+			out[k/4] |= d.ternaryCode(r, k) << (2 * (k % 4))
+		}
+	case backend.Binary:
+		for k := 0; k < l.cols; k++ {
+			out[k/8] |= d.binaryBit(r, k) << (k % 8)
+		}
 	case backend.Q8_0:
 		for b := 0; b < l.cols/32; b++ {
 			binary.LittleEndian.PutUint16(out[34*b:], u16(d.part(1, r), b))
@@ -239,6 +273,12 @@ func (d devWeight) dequantRow(r int, scales []float32) []float32 {
 			out[e] = h(u16(d.part(0, r), e))
 		case backend.W8:
 			out[e] = float32(int8(d.part(0, r)[e])) * scales[r]
+		case backend.FP8:
+			out[e] = scales[r] * (float32(quant.FP8Units[d.part(0, r)[e]]) / 512)
+		case backend.Ternary:
+			out[e] = scales[r] * float32(int(d.ternaryCode(r, e))-1)
+		case backend.Binary:
+			out[e] = scales[r] * float32(2*int(d.binaryBit(r, e))-1)
 		case backend.Q8_0:
 			out[e] = float32(int8(d.part(0, r)[e])) * h(u16(d.part(1, r), g))
 		case backend.Q4_0:
@@ -283,13 +323,23 @@ func TestRepackRecoversBlocks(t *testing.T) {
 			rb, _ := backend.RowBytes(c.typ, c.cols)
 			for r := 0; r < rows; r++ {
 				require.Equal(t, data[r*rb:(r+1)*rb], d.ggufRow(t, r), "row %d", r)
-				// Padding up to kpad is zero in the quant array.
+				// Padding up to kpad is zero in the quant array (a zero
+				// weight for TERNARY, -1 against zero activations for BINARY).
 				if l.kpad > c.cols {
 					esz := l.parts[0].rowBytes / l.kpad
-					if c.typ == backend.Q4_0 {
+					switch c.typ {
+					case backend.Ternary:
+						for k := c.cols; k < l.kpad; k++ {
+							assert.Equal(t, uint8(1), d.ternaryCode(r, k), "row %d padding element %d", r, k)
+						}
+					case backend.Binary:
+						for k := c.cols; k < l.kpad; k++ {
+							assert.Zero(t, d.binaryBit(r, k), "row %d padding element %d", r, k)
+						}
+					case backend.Q4_0:
 						assert.Equal(t, make([]byte, (l.kpad-c.cols)/2), d.part(0, r)[c.cols/2:], "row %d padding", r)
 						assert.Equal(t, make([]byte, 2*(l.kpad-c.cols)/32), d.part(1, r)[2*c.cols/32:], "row %d scale padding", r)
-					} else {
+					default:
 						assert.Equal(t, make([]byte, esz*(l.kpad-c.cols)), d.part(0, r)[esz*c.cols:], "row %d padding", r)
 					}
 				}
@@ -298,7 +348,12 @@ func TestRepackRecoversBlocks(t *testing.T) {
 					continue
 				}
 				want := make([]float32, c.cols)
-				require.NoError(t, quant.Dequantize(c.typ, data[r*rb:(r+1)*rb], want))
+				if quant.IsRowFormat(c.typ) {
+					assert.Equal(t, scales[r], math.Float32frombits(u32(d.part(1, r), 0)))
+					require.NoError(t, quant.DequantizeRow(c.typ, data[r*rb:(r+1)*rb], scales[r], want))
+				} else {
+					require.NoError(t, quant.Dequantize(c.typ, data[r*rb:(r+1)*rb], want))
+				}
 				got := d.dequantRow(r, scales)
 				for e := range want {
 					if math.Float32bits(want[e]) != math.Float32bits(got[e]) {
@@ -308,6 +363,43 @@ func TestRepackRecoversBlocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckRowWeight: the upload refuses what the CPU backend refuses:
+// codes no kernel handles, rows too long for exact int32 sums, static
+// activation scales that are not finite with a finite inverse.
+func TestCheckRowWeight(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	good := func(typ backend.DType, rows, cols int) *backend.Weight {
+		data, scales := randomGGUF(t, rng, typ, rows, cols)
+		return &backend.Weight{Name: "w", Type: typ, Rows: rows, Cols: cols, Data: data, RowScales: scales}
+	}
+	for _, typ := range quant.RowFormats {
+		w := good(typ, 3, 64)
+		require.NoError(t, checkRowWeight(w), "%v", typ)
+		w.ActScale = 0.02
+		require.NoError(t, checkRowWeight(w), "%v static", typ)
+		for _, bad := range []float32{-0.5, float32(math.NaN()), float32(math.Inf(1)), 1e-45} {
+			w.ActScale = bad
+			assert.ErrorContains(t, checkRowWeight(w), "activation scale", "%v act scale %v", typ, bad)
+		}
+	}
+
+	w := good(backend.FP8, 3, 64)
+	w.Data[64+17] = 0xff // -NaN
+	assert.ErrorContains(t, checkRowWeight(w), "FP8_E4M3 row 1 element 17 is NaN")
+	w = good(backend.Ternary, 3, 64)
+	w.Data[2*16+5] |= 3 << 4
+	assert.ErrorContains(t, checkRowWeight(w), "TERNARY row 2 element 22 has the invalid code 3")
+
+	w = good(backend.W8, 4, 64)
+	w.OutlierCols, w.OutlierW = []int32{3, 40}, make([]uint16, 8)
+	require.NoError(t, w.Validate())
+	assert.ErrorContains(t, checkRowWeight(w), "2 outlier columns (an LLM.int8() split): not supported by the CUDA backend")
+
+	cols := quant.MaxRowCols + 8
+	w = &backend.Weight{Name: "long", Type: backend.Binary, Rows: 1, Cols: cols, Data: make([]byte, cols/8), RowScales: []float32{1}}
+	assert.ErrorContains(t, checkRowWeight(w), "rows of 131080 elements, at most 131072")
 }
 
 func TestOOMError(t *testing.T) {

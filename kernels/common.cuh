@@ -119,6 +119,12 @@ QI_DEV int qi_warp_sum(int v) { QI_BUTTERFLY(v, a + b); }
 QI_DEV double qi_warp_sum(double v) { QI_BUTTERFLY(v, a + b); }
 QI_DEV float qi_warp_max(float v) { QI_BUTTERFLY(v, fmaxf(a, b)); }
 
+// qi_max_nan is Go's max of two floats: NaN when either is NaN (fmaxf,
+// IEEE maxNum, would drop the NaN). Between numbers it is exact, so any
+// order of combining gives the same bits.
+QI_DEV float qi_max_nan(float a, float b) { return (b > a || b != b) ? b : a; }
+QI_DEV float qi_warp_max_nan(float v) { QI_BUTTERFLY(v, qi_max_nan(a, b)); }
+
 // ---- integer dot products ----
 
 // qi_dp4a is c + the dot product of the four signed bytes of a and b.
@@ -127,6 +133,19 @@ QI_DEV int qi_dp4a(int a, int b, int c) {
   return qi_emu_dp4a(a, b, c);
 #else
   return __dp4a(a, b, c);
+#endif
+}
+
+// qi_byte_perm is __byte_perm (PTX prmt) for selectors 0..7: byte n of
+// the result is byte (s >> 4n) & 7 of the eight bytes y:x.
+QI_DEV unsigned qi_byte_perm(unsigned x, unsigned y, unsigned s) {
+#ifdef QI_EMU
+  const unsigned long long in = (unsigned long long)y << 32 | x;
+  unsigned r = 0;
+  for (int n = 0; n < 4; n++) r |= (unsigned)(in >> (8 * ((s >> (4 * n)) & 7)) & 0xff) << (8 * n);
+  return r;
+#else
+  return __byte_perm(x, y, s);
 #endif
 }
 
@@ -338,6 +357,34 @@ QI_DEV float qi_reduce32(const float a[32]) {
   const float t0 = __fadd_rn(x[0], x[4]), t1 = __fadd_rn(x[1], x[5]);
   const float t2 = __fadd_rn(x[2], x[6]), t3 = __fadd_rn(x[3], x[7]);
   return __fadd_rn(__fadd_rn(t0, t1), __fadd_rn(t2, t3));
+}
+
+// ---- qinfer's row formats (W8, FP8 E4M3, TERNARY, BINARY) ----
+//
+// The single definition of their arithmetic is host/quant
+// (docs/formats.md): per-token int8 activations (QuantizeTokenInt8,
+// QuantizeTokenInt8Static), exact integer sums, then one scaling
+// (RowScaleDot). These helpers are that definition's float operations, in
+// its order, with the _rn intrinsics so that nvcc cannot fuse them.
+
+// qi_w8_code is quant's quantTokenWith for one element: the product, the
+// clamp to [-127, 127] in float (NaN goes to -127, as the CPU's MAXPS with
+// NaN in its first source does), then rounding halfway cases to even.
+QI_DEV int qi_w8_code(float v, float id) {
+  float p = __fmul_rn(v, id);
+  if (!(p > -127.0f)) p = -127.0f;
+  if (!(p < 127.0f)) p = 127.0f;
+  return __float2int_rn(p);
+}
+
+// qi_row_dot is quant.RowScaleDot for W8, TERNARY and BINARY:
+// float32(isum) * (wscale * xscale), the conversion rounding to nearest even.
+QI_DEV float qi_row_dot(int isum, float ws, float xs) { return __fmul_rn((float)isum, __fmul_rn(ws, xs)); }
+
+// qi_row_dot_fp8 is quant.RowScaleDot for FP8 E4M3, whose integer sum
+// counts units of 2^-9: the same scaling, then times 2^-9.
+QI_DEV float qi_row_dot_fp8(i64 isum, float ws, float xs) {
+  return __fmul_rn(__fmul_rn((float)isum, __fmul_rn(ws, xs)), 0.001953125f);
 }
 
 // ---- run-time error reporting ----

@@ -469,7 +469,7 @@ QI_DEV void gemm_w8(const int8_t* wq, const float* ws, const int8_t* xq, const f
 #pragma unroll
         for (int e = 0; e < 2; e++) {
           const i64 tok = tok_base + wn * 32 + ni * 8 + 2 * t + e;
-          if (tok < ntok) y[tok * ldy + row] = (float)acc[(mi * 4 + ni) * 4 + 2 * h + e] * __fmul_rn(sw, qi_ldf(xd + tok));
+          if (tok < ntok) y[tok * ldy + row] = qi_row_dot(acc[(mi * 4 + ni) * 4 + 2 * h + e], sw, qi_ldf(xd + tok));
         }
       }
     }
@@ -480,7 +480,7 @@ QI_DEV void gemm_w8(const int8_t* wq, const float* ws, const int8_t* xq, const f
   for (int i = 0; i < NACC; i++) {
     const i64 row = row_base + ty + 16 * (i >> 3);
     const i64 tok = tok_base + tx + 16 * (i & 7);
-    if (row < rows && tok < ntok) y[tok * ldy + row] = (float)acc[i] * __fmul_rn(qi_ldf(ws + row), qi_ldf(xd + tok));
+    if (row < rows && tok < ntok) y[tok * ldy + row] = qi_row_dot(acc[i], qi_ldf(ws + row), qi_ldf(xd + tok));
   }
 #endif
 }

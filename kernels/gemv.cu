@@ -309,14 +309,14 @@ QI_DEV void gemv_w8(const int8_t* wq, const float* ws, const int8_t* xq, const f
       }
     }
   }
-  // Exact int32 sums, then one scaling per output.
+  // Exact int32 sums, then one scaling per output (quant.RowScaleDot).
 #pragma unroll
   for (int r = 0; r < R; r++) {
 #pragma unroll
     for (int t = 0; t < NT; t++) {
       const int v = qi_warp_sum(acc[r][t]);
       if (lane == r * NT + t && row0 + r < rows && t < ntok)
-        y[t * ldy + row0 + r] = (float)v * __fmul_rn(qi_ldf(ws + row0 + r), qi_ldf(xd + t));
+        y[t * ldy + row0 + r] = qi_row_dot(v, qi_ldf(ws + row0 + r), qi_ldf(xd + t));
     }
   }
 }

@@ -216,7 +216,7 @@ func TestKernelTable(t *testing.T) {
 		assert.Positive(t, k.Threads, k.Name)
 		assert.Zero(t, k.Threads%32, "%s: the emulator and the kernels assume whole warps", k.Name)
 	}
-	for _, ks := range [][]*Kernel{GemvQ8_0, GemvQ4_0, GemvQ4_K, GemvQ5_K, GemvQ6_K, GemvW8, GemvF16, GemvF32} {
+	for _, ks := range [][]*Kernel{GemvQ8_0, GemvQ4_0, GemvQ4_K, GemvQ5_K, GemvQ6_K, GemvW8, GemvF16, GemvF32, GemvFP8, GemvTernary, GemvBinary} {
 		require.Len(t, ks, len(GEMVTokens))
 		for i, n := range GEMVTokens {
 			assert.True(t, strings.HasSuffix(ks[i].Name, fmt.Sprintf("_t%d", n)), ks[i].Name)

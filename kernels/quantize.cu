@@ -10,7 +10,8 @@
 //     the scale is stored as its fp16-rounded value, as the CPU reads it.
 //   Q8_K (for K-quant weights):    xq int8 [ntok][cols], xd float [ntok][cols/256],
 //     xbs int16 [ntok][cols/16] (sums of 16 quants).
-//   W8 (per-token int8):           xq int8 [ntok][kpad], xd float [ntok].
+//   row formats (W8, FP8, TERNARY, BINARY; per-token int8):
+//                                  xq int8 [ntok][kpad], xd float [ntok].
 //   F16, F32:                      [ntok][kpad] halves or floats.
 // Columns from cols up to kpad are zero (and so are their scales), so the
 // matrix kernels can run whole tiles without a tail.
@@ -102,37 +103,45 @@ QI_ENTRY(256) qi_quant_q8_k(const float* x, i64 ldx, i64 cols, int8_t* xq, float
   if (lane == 0) xd[t * (cols / 256) + sb] = __fdiv_rn(1.0f, iscale);
 }
 
-// qi_quant_w8 quantizes each token to int8 with one scale: d = amax/127
-// and q = x*(127/amax) rounded half to even, or, when act_scale > 0 (a
-// calibrated static scale), d = act_scale and q = x*(1/act_scale); q is
-// clamped to [-127, 127] so that the format stays symmetric.
+// qi_quant_w8 quantizes each token to int8 with one scale, for every row
+// format (W8, FP8, TERNARY, BINARY): quant.QuantizeTokenInt8 when
+// act_scale is 0 (dynamic), quant.QuantizeTokenInt8Static with act_scale
+// otherwise, with the same float operations, so the bytes and the scale
+// are the CPU's:
+//   - dynamic: amax = max|x| (NaN if any element is NaN), id = 127/amax,
+//     d = amax/127; a token whose amax is not > 0 (zero, NaN) or whose id
+//     overflows to infinity (amax below 127/FLT_MAX, ~3.7e-37) gets zero
+//     codes and d = 0.
+//     An infinite element gives amax = inf, id = 0, d = inf.
+//   - static: d = act_scale, id = 1/act_scale (the host checked both are
+//     finite, quant.CheckActScale).
+//   - q = qi_w8_code(x, id): the product, the clamp to ±127 (NaN to -127),
+//     rounding halfway cases to even.
 // Grid (ntok), 256 threads.
 QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act_scale, int8_t* xq, float* xd) {
   __shared__ float red[8];
   const i64 t = blockIdx.x;
   const float* src = x + t * ldx;
   float id, d;
+  bool zero = false;
   if (act_scale > 0.0f) {
     d = act_scale;
     id = __fdiv_rn(1.0f, act_scale);
   } else {
     float amax = 0.0f;
-    for (i64 k = threadIdx.x; k < cols; k += 256) amax = fmaxf(amax, fabsf(src[k]));
-    amax = qi_warp_max(amax);
+    for (i64 k = threadIdx.x; k < cols; k += 256) amax = qi_max_nan(amax, fabsf(src[k]));
+    amax = qi_warp_max_nan(amax);
     if (qi_lane() == 0) red[qi_warp()] = amax;
     QI_SYNC();
     amax = red[0];
 #pragma unroll
-    for (int w = 1; w < 8; w++) amax = fmaxf(amax, red[w]);
-    d = __fdiv_rn(amax, 127.0f);
-    id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
+    for (int w = 1; w < 8; w++) amax = qi_max_nan(amax, red[w]);
+    id = __fdiv_rn(127.0f, amax);
+    zero = !(amax > 0.0f) || isinf(id);
+    d = zero ? 0.0f : __fdiv_rn(amax, 127.0f);
   }
   int8_t* q = xq + t * kpad;
-  for (i64 k = threadIdx.x; k < kpad; k += 256) {
-    int qv = 0;
-    if (k < cols) qv = max(-127, min(127, __float2int_rn(__fmul_rn(src[k], id))));
-    q[k] = (int8_t)qv;
-  }
+  for (i64 k = threadIdx.x; k < kpad; k += 256) q[k] = (int8_t)(k < cols && !zero ? qi_w8_code(src[k], id) : 0);
   if (threadIdx.x == 0) xd[t] = d;
 }
 

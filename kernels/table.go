@@ -77,10 +77,12 @@ var (
 // two rows; the R1 and R4 variants cover 8 and 32).
 const GemvRows = 16
 
-func gemv(format, sig string) []*Kernel {
+func gemv(format, sig string) []*Kernel { return gemvIn("gemv", format, sig) }
+
+func gemvIn(module, format, sig string) []*Kernel {
 	ks := make([]*Kernel, len(GEMVTokens))
 	for i, n := range GEMVTokens {
-		ks[i] = def("gemv", fmt.Sprintf("qi_gemv_%s_t%d", format, n), 256, sig)
+		ks[i] = def(module, fmt.Sprintf("qi_gemv_%s_t%d", format, n), 256, sig)
 	}
 	return ks
 }
@@ -103,12 +105,12 @@ var (
 
 // GEMM tile sizes (rows x tokens) of the kernels above.
 const (
-	GemmBlockRows     = 128 // block-scaled formats and W8
-	GemmW8SmallRows   = 64  // GemmW8M64
+	GemmBlockRows     = 128 // block-scaled formats, W8, TERNARY, BINARY
+	GemmW8SmallRows   = 64  // GemmW8M64, GemmTernaryM64, GemmBinaryM64
 	GemmBlockTokens   = 64  // block-scaled formats
-	GemmW8BlockTokens = 128
-	GemmFloatTile     = 64 // F16, F32: 64 x 64
-	GemmK             = 64 // k per stage: kpad must be a multiple
+	GemmW8BlockTokens = 128 // W8, TERNARY, BINARY
+	GemmFloatTile     = 64  // F16, F32: 64 x 64
+	GemmK             = 64  // k per stage: kpad must be a multiple
 )
 
 // Row-wise and elementwise ops, dequantization (ops.cu).
@@ -125,6 +127,36 @@ var (
 	DequantK4   = def("ops", "qi_dequant_k4", 256, "PPPPPPIIIP")
 	DequantQ6_K = def("ops", "qi_dequant_q6_k", 256, "PPPPPPIIIP")
 	DequantW8   = def("ops", "qi_dequant_w8", 256, "PPPPIIIIP")
+)
+
+// The packed row formats FP8 E4M3, TERNARY and BINARY (rowfmt.cu). All
+// take W8's parameter lists: GEMV and GEMM (wq, ws, xq, xd, y, ldy, rows,
+// cols, kpad, ntok), dequantization (wq, ws, ids, y, ldy, rows, cols,
+// kpad, status); their activations are qi_quant_w8's.
+var (
+	GemvFP8     = gemvIn("rowfmt", "fp8", "PPPPPIIIII")
+	GemvTernary = gemvIn("rowfmt", "ternary", "PPPPPIIIII")
+	GemvBinary  = gemvIn("rowfmt", "binary", "PPPPPIIIII")
+
+	GemmFP8     = def("rowfmt", "qi_gemm_fp8", 256, "PPPPPIIIII")
+	GemmTernary = def("rowfmt", "qi_gemm_ternary", 256, "PPPPPIIIII")
+	GemmBinary  = def("rowfmt", "qi_gemm_binary", 256, "PPPPPIIIII")
+	// The M64 variants cover 64 rows per block, as GemmW8M64.
+	GemmTernaryM64 = def("rowfmt", "qi_gemm_ternary_m64", 256, "PPPPPIIIII")
+	GemmBinaryM64  = def("rowfmt", "qi_gemm_binary_m64", 256, "PPPPPIIIII")
+
+	DequantFP8     = def("rowfmt", "qi_dequant_fp8", 256, "PPPPIIIIP")
+	DequantTernary = def("rowfmt", "qi_dequant_ternary", 256, "PPPPIIIIP")
+	DequantBinary  = def("rowfmt", "qi_dequant_binary", 256, "PPPPIIIIP")
+)
+
+// GEMM tiles of the FP8 kernel: its three digit planes take three times
+// the shared memory of a W8 tile per row, so it covers 64 rows x 64
+// tokens. TERNARY and BINARY use the W8 tiles (GemmBlockRows or
+// GemmW8SmallRows x GemmW8BlockTokens).
+const (
+	GemmFP8Rows   = 64
+	GemmFP8Tokens = 64
 )
 
 // Attention (attention.cu).

@@ -3,7 +3,9 @@
 package emu
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand"
 	"runtime"
@@ -125,6 +127,83 @@ func TestQuantQ8_0MatchesCPU(t *testing.T) {
 			blk := want[34*b:]
 			assert.Equal(t, quant.FP16ToFP32(binary.LittleEndian.Uint16(blk)), gotD, "token %d block %d scale", tok, b)
 			assert.Equal(t, blk[2:34], gotQ, "token %d block %d quants", tok, b)
+		}
+	}
+}
+
+// TestQuantW8MatchesCPU runs the row formats' activation quantization
+// (qi_quant_w8) on both variants against quant.QuantizeTokenInt8 and
+// quant.QuantizeTokenInt8Static, byte for byte and scale bit for scale
+// bit: ragged lengths around the kernel's 256 threads, ties, zero, NaN,
+// infinite and tiny tokens, saturation under a static scale; the padding
+// to kpad must be zero and nothing past it written.
+func TestQuantW8MatchesCPU(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, major := range []int{9, 7} {
+		v := open(t, major)
+		rng := rand.New(rand.NewSource(int64(major)))
+		for _, cols := range []int{1, 37, 255, 256, 257, 700} {
+			for _, act := range []float32{0, 0.25} {
+				kpad := (cols + 63) / 64 * 64
+				ldx := cols + 3
+				var toks [][]float32
+				gauss := func(sc float64) []float32 {
+					x := make([]float32, cols)
+					for i := range x {
+						x[i] = float32(rng.NormFloat64() * sc)
+					}
+					return x
+				}
+				ties := make([]float32, cols)
+				for i := range ties {
+					// Dynamic: an extreme of 127 makes the inverse scale 1;
+					// static: x*(1/0.25) = x*4 is exact. Either way k+0.5.
+					ties[i] = float32(i%11-5) + 0.5
+					if act != 0 {
+						ties[i] *= act
+					}
+				}
+				if act == 0 {
+					ties[cols-1] = 127
+				}
+				withNaN, withInf, negInf := gauss(2), gauss(2), gauss(2)
+				withNaN[rng.Intn(cols)] = nan
+				withInf[rng.Intn(cols)] = inf
+				negInf[rng.Intn(cols)] = -inf
+				toks = append(toks, gauss(3), ties, make([]float32, cols), withNaN, withInf, negInf,
+					gauss(1e-39), gauss(1e-37), gauss(1e30), gauss(200))
+				ntok := len(toks)
+				x := make([]float32, ntok*ldx)
+				for tk, row := range toks {
+					copy(x[tk*ldx:], row)
+				}
+				xp := v.upload(f32bytes(x))
+				// One extra token's worth of output, which must stay poisoned.
+				xq, xd := v.alloc((ntok+1)*kpad), v.alloc(4*(ntok+1))
+				require.NoError(t, v.launch(kernels.QuantW8, cuda.Dim3{X: uint32(ntok), Y: 1, Z: 1}, xp, ldx, cols, kpad, act, xq, xd))
+				q, d := v.read(xq, (ntok+1)*kpad), v.read(xd, 4*(ntok+1))
+				for tk, row := range toks {
+					want := make([]int8, cols)
+					var scale float32
+					if act == 0 {
+						scale = quant.QuantizeTokenInt8(row, want)
+					} else {
+						require.NoError(t, quant.QuantizeTokenInt8Static(row, act, want))
+						scale = act
+					}
+					what := fmt.Sprintf("sm %d, %d cols, act scale %v, token %d", major, cols, act, tk)
+					got := q[tk*kpad : (tk+1)*kpad]
+					for k := 0; k < cols; k++ {
+						if int8(got[k]) != want[k] {
+							t.Fatalf("%s: element %d (%v) is %d, want %d", what, k, row[k], int8(got[k]), want[k])
+						}
+					}
+					assert.Equal(t, make([]byte, kpad-cols), got[cols:], "%s: padding", what)
+					assert.Equal(t, math.Float32bits(scale), binary.LittleEndian.Uint32(d[4*tk:]), "%s: scale %v", what, scale)
+				}
+				assert.Equal(t, bytes.Repeat([]byte{0xA5}, kpad), q[ntok*kpad:], "codes past the last token")
+				assert.Equal(t, bytes.Repeat([]byte{0xA5}, 4), d[4*ntok:], "scale past the last token")
+			}
 		}
 	}
 }

@@ -17,6 +17,7 @@ namespace qi_emu_sm80 {
 #include "../gemm.cu"
 #include "../ops.cu"
 #include "../attention.cu"
+#include "../rowfmt.cu"
 
 const Entry entries[] = {
 #include "kernels.inc"
