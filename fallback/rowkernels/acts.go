@@ -213,7 +213,7 @@ func (a *Acts) quantRange(lo, hi int) {
 		x := a.qx[t*a.qstride : t*a.qstride+cols]
 		q := a.q[t*cols : (t+1)*cols]
 		if k == 0 {
-			a.scales[t] = quantToken(x, a.qstatic, q)
+			a.scales[t] = quantTokenSplit(x, a.qstatic, nil, q)
 		} else {
 			a.scales[t] = quantTokenSplit(x, a.qstatic, a.ocols, q)
 			xo := a.xo[t*k : (t+1)*k]
@@ -225,26 +225,6 @@ func (a *Acts) quantRange(lo, hi int) {
 			flip(q, a.u[t*cols:(t+1)*cols])
 		}
 	}
-}
-
-// quantToken quantizes one token and returns its scale.
-func quantToken(x []float32, static float32, q []int8) float32 {
-	var id, scale float32
-	if static != 0 {
-		id, scale = 1/static, static
-	} else {
-		amax := absMax(x)
-		var ok bool
-		id, ok = quant.TokenInvScale(amax)
-		if !ok {
-			clear(q)
-			return 0
-		}
-		scale = amax / 127
-	}
-	done := quantPrefix(x, id, q)
-	quantTail(x[done:], id, q[done:])
-	return scale
 }
 
 // absMax is max|x| as the reference computes it: NaN if any element is.

@@ -47,8 +47,9 @@ func newOutliers(w *backend.Weight) (outliers, error) {
 // do not modify it.
 func (m *Matrix) OutlierCols() []int32 { return m.out.cols }
 
-// quantTokenSplit is quantToken with the outlier channels ocols left out
-// of the range and their codes zeroed: quant.QuantizeTokenInt8Split and
+// quantTokenSplit quantizes one token and returns its scale, with the
+// outlier channels ocols (none for an unsplit weight) left out of the
+// range and their codes zeroed: quant.QuantizeTokenInt8Split and
 // quant.QuantizeTokenInt8StaticSplit. The codes of the other channels do
 // not depend on the outlier channels once the inverse scale is known, so
 // the whole row is quantized by the same kernels and the outlier codes

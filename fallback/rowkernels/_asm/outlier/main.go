@@ -9,6 +9,8 @@ package main
 import (
 	"fmt"
 
+	"qinfer/fallback/rowkernels/_asm/internal/gen"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -20,20 +22,6 @@ func main() {
 		outlierDot(nt)
 	}
 	Generate()
-}
-
-// nth addresses item i (< 4) of items stride bytes apart from base, with
-// stride3 = 3*stride.
-func nth(i int, base, stride, stride3 reg.Register) Mem {
-	switch i {
-	case 0:
-		return Mem{Base: base}
-	case 1:
-		return Mem{Base: base, Index: stride, Scale: 1}
-	case 2:
-		return Mem{Base: base, Index: stride, Scale: 2}
-	}
-	return Mem{Base: base, Index: stride3, Scale: 1}
 }
 
 // outlierDot generates outlierDotAVX2x<T>. Each lane is one weight row and
@@ -69,7 +57,7 @@ func outlierDot(nt int) {
 	VMOVUPS(Mem{Base: w}, wv)
 	for t := range acc {
 		p := YMM()
-		VBROADCASTSS(nth(t, x, xs, xs3), p)
+		VBROADCASTSS(gen.Nth(t, x, xs, xs3), p)
 		VMULPS(wv, p, p)
 		VADDPS(p, acc[t], acc[t])
 	}
@@ -85,8 +73,8 @@ func outlierDot(nt int) {
 		LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
 	}
 	for t := range acc {
-		VADDPS(nth(t, dst, ds, ds3), acc[t], acc[t])
-		VMOVUPS(acc[t], nth(t, dst, ds, ds3))
+		VADDPS(gen.Nth(t, dst, ds, ds3), acc[t], acc[t])
+		VMOVUPS(acc[t], gen.Nth(t, dst, ds, ds3))
 	}
 	VZEROUPPER()
 	RET()

@@ -8,6 +8,8 @@ package main
 import (
 	"fmt"
 
+	"qinfer/fallback/rowkernels/_asm/internal/gen"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -25,58 +27,6 @@ func main() {
 	absMaxBits()
 	quantI8()
 	Generate()
-}
-
-var consts = map[string]Mem{}
-
-func splat8(name string, v byte) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 32; i++ {
-		DATA(i, U8(v))
-	}
-	consts[name] = m
-	return m
-}
-
-func splat16(name string, v uint16) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 16; i++ {
-		DATA(2*i, U16(v))
-	}
-	consts[name] = m
-	return m
-}
-
-func splat32(name string, v uint32) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	for i := 0; i < 8; i++ {
-		DATA(4*i, U32(v))
-	}
-	consts[name] = m
-	return m
-}
-
-// nth addresses item i (< 4) of items stride bytes apart from base, with
-// stride3 = 3*stride.
-func nth(i int, base, stride, stride3 reg.Register) Mem {
-	switch i {
-	case 0:
-		return Mem{Base: base}
-	case 1:
-		return Mem{Base: base, Index: stride, Scale: 1}
-	case 2:
-		return Mem{Base: base, Index: stride, Scale: 2}
-	}
-	return Mem{Base: base, Index: stride3, Scale: 1}
 }
 
 // dotAVX2 generates dotAVX2x4x<T>: out[t*4+r] = sum over 32*nblk bytes of
@@ -102,7 +52,7 @@ func dotAVX2(nt int) {
 	LEAQ(Mem{Base: ws, Index: ws, Scale: 2}, ws3)
 
 	ones := YMM()
-	VMOVDQU(splat16("ones16", 1), ones)
+	VMOVDQU(gen.Splat16("ones16", 1), ones)
 	acc := make([]reg.VecVirtual, 4*nt) // acc[t*4+r]
 	for i := range acc {
 		acc[i] = YMM()
@@ -120,7 +70,7 @@ func dotAVX2(nt int) {
 	}
 	for r := 0; r < 4; r++ {
 		wv, aw := YMM(), YMM()
-		VMOVDQU(nth(r, w, ws, ws3), wv)
+		VMOVDQU(gen.Nth(r, w, ws, ws3), wv)
 		VPABSB(wv, aw)
 		for t := 0; t < nt; t++ {
 			p := YMM()
@@ -197,15 +147,15 @@ func dotVNNI(nt int) {
 	xv := make([]reg.VecVirtual, nt)
 	for t := range xv {
 		xv[t] = ZMM()
-		VMOVDQU64(nth(t, x, xs, xs3), xv[t])
+		VMOVDQU64(gen.Nth(t, x, xs, xs3), xv[t])
 	}
 	for r := 0; r < 4; r++ {
 		if nt == 1 {
-			VPDPBUSD(nth(r, w, ws, ws3), xv[0], acc[r])
+			VPDPBUSD(gen.Nth(r, w, ws, ws3), xv[0], acc[r])
 			continue
 		}
 		wv := ZMM()
-		VMOVDQU64(nth(r, w, ws, ws3), wv)
+		VMOVDQU64(gen.Nth(r, w, ws, ws3), wv)
 		for t := 0; t < nt; t++ {
 			VPDPBUSD(wv, xv[t], acc[t*4+r])
 		}
@@ -286,7 +236,7 @@ func gemmTok16() {
 	xv := ZMM()
 	VMOVDQU64(Mem{Base: tile}, xv)
 	for r := 0; r < 16; r++ {
-		VPDPBUSD_BCST(nth(r%4, base[r/4], ws, ws3), xv, acc[r])
+		VPDPBUSD_BCST(gen.Nth(r%4, base[r/4], ws, ws3), xv, acc[r])
 	}
 	ADDQ(Imm(64), tile)
 	for i := range base {
@@ -348,7 +298,7 @@ func absMaxBits() {
 	x := Load(Param("x"), GP64())
 	n := Load(Param("nblk"), GP64())
 	mask, m := YMM(), YMM()
-	VMOVDQU(splat32("absmask", 0x7fffffff), mask)
+	VMOVDQU(gen.Splat32("absmask", 0x7fffffff), mask)
 	VPXOR(m, m, m)
 	Label("loop")
 	v := YMM()
@@ -388,8 +338,8 @@ func quantI8() {
 	idx := Load(Param("id"), XMM())
 	id, lo, hi, perm := YMM(), YMM(), YMM(), YMM()
 	VBROADCASTSS(idx, id)
-	VBROADCASTSS(constF32("neg127", 0xc2fe0000), lo)
-	VBROADCASTSS(constF32("pos127", 0x42fe0000), hi)
+	VBROADCASTSS(gen.Scalar32("neg127", 0xc2fe0000), lo)
+	VBROADCASTSS(gen.Scalar32("pos127", 0x42fe0000), hi)
 	permIdx := GLOBL("permd", RODATA|NOPTR)
 	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
 		DATA(4*i, U32(v))
@@ -415,14 +365,4 @@ func quantI8() {
 	JNZ(LabelRef("loop"))
 	VZEROUPPER()
 	RET()
-}
-
-func constF32(name string, bits uint32) Mem {
-	if m, ok := consts[name]; ok {
-		return m
-	}
-	m := GLOBL(name, RODATA|NOPTR)
-	DATA(0, U32(bits))
-	consts[name] = m
-	return m
 }
