@@ -213,7 +213,9 @@ func quantizeRowF32(src []float32, dst []byte) {
 // already or NaN/Inf, which stay as they are.
 func roundEven(f float32) float32 {
 	if abs32(f) < 1<<22 {
-		return (f + 12582912) - 12582912
+		// float32(f): a caller's product must be rounded before the
+		// addition, not fused with it (Go fuses on arm64).
+		return (float32(f) + 12582912) - 12582912
 	}
 	return f
 }
@@ -221,7 +223,7 @@ func roundEven(f float32) float32 {
 // nearestInt is ggml's nearest_int: adding 1.5*2^23 leaves the integer part
 // in the low mantissa bits, rounded half to even by the FPU.
 func nearestInt(f float32) int {
-	v := f + 12582912
+	v := float32(f) + 12582912 // not fused with a caller's product
 	return int(int32(math.Float32bits(v))&0x007fffff) - 0x00400000
 }
 

@@ -37,7 +37,7 @@ func dotQ4KGeneric(w, x []byte, nb int) float32 {
 			msum += m1*q8KSum32(xb, 2*j) + m2*q8KSum32(xb, 2*j+1)
 		}
 		dy := f32At(xb)
-		sum += dy*fp16At(wb)*float32(isum) - dy*fp16At(wb[2:])*float32(msum)
+		sum += float32(dy*fp16At(wb)*float32(isum)) - float32(dy*fp16At(wb[2:])*float32(msum))
 	}
 	return sum
 }
@@ -62,7 +62,7 @@ func dotQ5KGeneric(w, x []byte, nb int) float32 {
 			msum += m1*q8KSum32(xb, 2*j) + m2*q8KSum32(xb, 2*j+1)
 		}
 		dy := f32At(xb)
-		sum += dy*fp16At(wb)*float32(isum) - dy*fp16At(wb[2:])*float32(msum)
+		sum += float32(dy*fp16At(wb)*float32(isum)) - float32(dy*fp16At(wb[2:])*float32(msum))
 	}
 	return sum
 }
@@ -88,7 +88,7 @@ func dotQ6KGeneric(w, x []byte, nb int) float32 {
 				isum += int32(int8(sc[i])) * v
 			}
 		}
-		sum += f32At(xb) * fp16At(wb[208:]) * float32(isum)
+		sum += float32(f32At(xb) * fp16At(wb[208:]) * float32(isum))
 	}
 	return sum
 }

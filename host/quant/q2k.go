@@ -67,7 +67,7 @@ func quantQ2K(src []float32, dst []byte) {
 			if d == 0 {
 				continue
 			}
-			dm := dMin * float32(sc[j]>>4)
+			dm := float32(dMin * float32(sc[j]>>4)) // rounded: not fused into x+dm
 			for ii := 0; ii < 16; ii++ {
 				L[16*j+ii] = uint8(clamp(nearestInt((x[16*j+ii]+dm)/d), 0, 3))
 			}
@@ -100,7 +100,7 @@ func dequantQ2K(src []byte, dst []float32) {
 		for j := 0; j < qkK/16; j++ {
 			sc := x[q2kScales+j]
 			dl := d * float32(sc&0xf)
-			ml := dmin * float32(sc>>4)
+			ml := float32(dmin * float32(sc>>4)) // rounded: not fused into the subtraction
 			for e := 16 * j; e < 16*j+16; e++ {
 				y[e] = float32(dl*float32(q2At(qs, e))) - ml
 			}

@@ -77,7 +77,7 @@ func requantK4(x []float32, y []byte, L []uint8, nmax int) {
 		if d == 0 {
 			continue
 		}
-		dm := m0 * float32(m)
+		dm := float32(m0 * float32(m)) // rounded: not fused into x+dm
 		for ii := 0; ii < 32; ii++ {
 			L[32*j+ii] = uint8(clamp(nearestInt((x[32*j+ii]+dm)/d), 0, nmax))
 		}
@@ -114,7 +114,7 @@ func dequantQ4K(src []byte, dst []float32) {
 		d, dmin := fp16At(x[q4kD:]), fp16At(x[q4kDmin:])
 		for j := 0; j < qkK/32; j++ {
 			sc, m := getScaleMinK4(j, x[q4kScales:])
-			d1, m1 := d*float32(sc), dmin*float32(m)
+			d1, m1 := d*float32(sc), float32(dmin*float32(m)) // m1 rounded: not fused into the subtraction
 			for e := 32 * j; e < 32*j+32; e++ {
 				y[e] = float32(d1*float32(q4At(x[q4kQs:], e))) - m1
 			}

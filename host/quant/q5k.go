@@ -55,7 +55,7 @@ func dequantQ5K(src []byte, dst []float32) {
 		d, dmin := fp16At(x[q4kD:]), fp16At(x[q4kDmin:])
 		for j := 0; j < qkK/32; j++ {
 			sc, m := getScaleMinK4(j, x[q4kScales:])
-			d1, m1 := d*float32(sc), dmin*float32(m)
+			d1, m1 := d*float32(sc), float32(dmin*float32(m)) // m1 rounded: not fused into the subtraction
 			for e := 32 * j; e < 32*j+32; e++ {
 				y[e] = float32(d1*float32(q5At(x, e))) - m1
 			}

@@ -7,8 +7,12 @@ import "math"
 // rounding. Valid for |f| <= 2^22-1, which every caller guarantees for
 // finite input; out-of-range or NaN input yields garbage, as in ggml, but
 // never a panic.
+//
+// The explicit conversion keeps a caller's product from being fused with
+// the addition (Go may fuse x*y + z into one FMA, as it does on arm64),
+// which would round once where ggml rounds twice.
 func nearestInt(f float32) int {
-	v := f + 12582912
+	v := float32(f) + 12582912
 	i := int32(math.Float32bits(v))
 	return int((i & 0x007fffff) - 0x00400000)
 }

@@ -45,7 +45,7 @@ func VecDot(w backend.DType, n int, wrow, xrow []byte) (float32, error) {
 		wsz, xsz := typeSize(w), typeSize(act)
 		for b, s := range sums {
 			wb, xb := wrow[b*wsz:], xrow[b*xsz:]
-			sum += float64(fp16At(wb)) * float64(fp16At(xb)) * float64(s)
+			sum += float64(float64(fp16At(wb)) * float64(fp16At(xb)) * float64(s))
 			if w == backend.Q4_1 || w == backend.Q5_1 {
 				sum += float64(fp16At(wb[2:])) * float64(fp16At(xb[2:]))
 			}
@@ -57,7 +57,7 @@ func VecDot(w backend.DType, n int, wrow, xrow []byte) (float32, error) {
 			wb, xb := wrow[b*wsz:], xrow[b*q8kSize:]
 			xd := float64(math.Float32frombits(binary.LittleEndian.Uint32(xb)))
 			d, dmin := kScales(w, wb)
-			sum += xd * (float64(d)*float64(s.Scaled) - float64(dmin)*float64(s.Mins))
+			sum += float64(xd * (float64(float64(d)*float64(s.Scaled)) - float64(float64(dmin)*float64(s.Mins))))
 		}
 	}
 	return float32(sum), nil
