@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"qinfer/host/backend"
+	"qinfer/host/engine"
 )
 
 func init() {
@@ -98,6 +100,8 @@ func runBench(env *cliEnv, args []string) error {
 		if err := r.init(); err != nil {
 			return err
 		}
+		defer r.close()
+		r.graphs.SetEnabled(bf.graphs)
 		var rows []benchRow
 		// One step per run of a test, warm-ups included, over all tests.
 		bar := newBar(env, "benchmarking")
@@ -174,6 +178,7 @@ type benchRunner struct {
 	rng    *rand.Rand
 	batch  backend.Batch
 	logits backend.Tensor
+	graphs *engine.Graphs
 }
 
 func (r *benchRunner) init() error {
@@ -181,15 +186,27 @@ func (r *benchRunner) init() error {
 	if r.batch, err = r.l.be.NewBatch(r.l.opt.MaxBatch); err != nil {
 		return err
 	}
-	r.logits, err = r.l.model.NewLogits()
-	return err
+	if r.logits, err = r.l.model.NewLogits(); err != nil {
+		return err
+	}
+	// Decode steps replay as CUDA graphs where the backend can, as the
+	// engine runs them.
+	r.graphs = engine.NewGraphs(r.l.model, r.l.be)
+	return nil
+}
+
+// close frees the graphs; batch and logits go with the backend.
+func (r *benchRunner) close() {
+	if err := r.graphs.Close(); err != nil {
+		slog.Warn("bench: free graphs", "err", err)
+	}
 }
 
 func (r *benchRunner) forward(in *backend.BatchInput) error {
 	if err := r.l.be.SetBatch(r.batch, in); err != nil {
 		return err
 	}
-	return r.l.model.Forward(r.batch, r.logits)
+	return r.graphs.Forward(r.batch, r.logits, in)
 }
 
 func (r *benchRunner) token() int32 { return int32(r.rng.IntN(r.l.cfg.Vocab)) }

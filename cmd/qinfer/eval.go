@@ -66,6 +66,7 @@ func runEval(env *cliEnv, args []string) error {
 			return evalAgainstBase(env, l, mf.path, *base, *textFile, ids, *chunk, *asJSON)
 		}
 		e := engine.New(l.model, l.tok, l.be)
+		e.SetGraphs(bf.graphs)
 		start := time.Now()
 		ppl, err := e.Perplexity(ids, *chunk)
 		if err != nil {

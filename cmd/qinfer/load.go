@@ -18,11 +18,13 @@ import (
 type backendFlags struct {
 	device  string
 	threads int
+	graphs  bool
 }
 
 func (b *backendFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.device, "device", "auto", "backend: auto (CUDA when a usable GPU is found, else CPU), cuda or cpu")
 	fs.IntVar(&b.threads, "threads", 0, "CPU worker threads (0: all cores)")
+	fs.BoolVar(&b.graphs, "graphs", true, "cuda: replay steps of up to 64 tokens as CUDA graphs, one launch per step (false: kernel by kernel)")
 }
 
 // builtinPath names the embedded model in logs and tables.

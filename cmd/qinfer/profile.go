@@ -50,6 +50,9 @@ func runProfile(env *cliEnv, args []string) error {
 		if err := r.init(); err != nil {
 			return err
 		}
+		defer r.close()
+		// The profile times each op, so steps run kernel by kernel.
+		r.graphs.SetEnabled(false)
 		// Warm up once, then record with the backend's own timers on.
 		if err := r.prompt(*pp); err != nil {
 			return err

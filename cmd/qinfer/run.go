@@ -114,6 +114,7 @@ func runRun(env *cliEnv, args []string) error {
 		}
 		defer l.Close()
 		e := engine.New(l.model, l.tok, l.be)
+		e.SetGraphs(bf.graphs)
 		reqs := make([]engine.Request, len(prompts))
 		for i, p := range prompts {
 			sc := sf.cfg

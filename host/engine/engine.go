@@ -30,6 +30,7 @@ type Engine struct {
 	ctx      int // positions per sequence slot
 	seqs     int
 	maxBatch int
+	graphs   *Graphs
 }
 
 // New returns an engine for m. tok may be nil when callers pass token ids
@@ -42,7 +43,25 @@ func New(m model.Model, tok *tokenizer.Tokenizer, be backend.Backend) *Engine {
 		ctx:      kv.Ctx,
 		seqs:     kv.Seqs,
 		maxBatch: m.Options().MaxBatch,
+		graphs:   NewGraphs(m, be),
 	}
+}
+
+// SetGraphs turns the replay of small steps as backend graphs (CUDA
+// graphs; Graphs) on or off; it is on by default where the backend can
+// capture.
+func (e *Engine) SetGraphs(on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.graphs.SetEnabled(on)
+}
+
+// GraphStats returns the number of step graphs captured and of steps
+// replayed from them.
+func (e *Engine) GraphStats() (captured, launched int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.graphs.Stats()
 }
 
 // init allocates the batch and logits buffers on first use. Called with
@@ -72,8 +91,12 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.ready = false
+	err0 := e.graphs.Close()
 	err1 := e.be.Free(e.logits)
 	err2 := e.be.Free(e.batch)
+	if err0 != nil {
+		return fmt.Errorf("engine: free graphs: %w", err0)
+	}
 	if err1 != nil {
 		return fmt.Errorf("engine: free logits: %w", err1)
 	}
@@ -108,7 +131,7 @@ func (e *Engine) run() ([]float32, error) {
 	if err := e.be.SetBatch(e.batch, &e.in); err != nil {
 		return nil, fmt.Errorf("set batch: %w", err)
 	}
-	if err := e.m.Forward(e.batch, e.logits); err != nil {
+	if err := e.graphs.Forward(e.batch, e.logits, &e.in); err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
 	}
 	nOut := len(e.in.Outputs)
