@@ -13,10 +13,11 @@ import (
 
 // weightTensor is an uploaded weight. data is the caller's slice (usually
 // mmap'd GGUF bytes), kept for row reads (embedding lookups); matrix
-// products read packed, which for Q8_0 and Q4_0 is a copy repacked into
-// kernels' row panels (decode reads a panel with one stream instead of
-// eight rows' worth of scattered blocks: docs/benchmarks.md has the
-// measurement) and for the other types the GGUF bytes themselves.
+// products read packed, kernels.Prepare's form: for Q4_0, and for Q8_0
+// where a VNNI kernel runs it, a copy repacked into row panels (decode
+// reads a panel with one stream instead of sixteen rows' scattered
+// blocks: docs/benchmarks.md has the measurement); otherwise the GGUF
+// bytes themselves.
 type weightTensor struct {
 	name      string
 	typ       backend.DType

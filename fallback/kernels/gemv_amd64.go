@@ -11,3 +11,7 @@ func gemvActsAVX2(x *byte, nb int, shift int, dst *byte)
 // gemvQ8_0VNNI sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights wstride bytes
 // apart and one activation row of nb blocks laid out by gemvActsAVX2.
 func gemvQ8_0VNNI(w *byte, wstride int, rows int, xp *byte, nb int, dst *float32)
+
+// gemvQ8_0AVXVNNI sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights wstride bytes
+// apart and one activation row of nb blocks laid out by gemvActsAVX2.
+func gemvQ8_0AVXVNNI(w *byte, wstride int, rows int, xp *byte, nb int, dst *float32)

@@ -443,3 +443,333 @@ DATA q8scaleidx<>+61(SB)/1, $0x00
 DATA q8scaleidx<>+62(SB)/1, $0x00
 DATA q8scaleidx<>+63(SB)/1, $0x00
 GLOBL q8scaleidx<>(SB), RODATA|NOPTR, $64
+
+// func gemvQ8_0AVXVNNI(w *byte, wstride int, rows int, xp *byte, nb int, dst *float32)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·gemvQ8_0AVXVNNI(SB), NOSPLIT, $0-48
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	MOVQ    rows+16(FP), DX
+	MOVQ    dst+40(FP), BX
+	LEAQ    (CX)(CX*2), SI
+	VMOVDQU signbit8<>+0(SB), Y1
+
+rows4:
+	CMPQ   DX, $0x04
+	JL     rows4_done
+	MOVQ   xp+24(FP), DI
+	MOVQ   nb+32(FP), R8
+	MOVQ   AX, R9
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	LEAQ   (AX)(CX*4), R10
+	MOVQ   R8, R11
+	SHRQ   $0x01, R11
+	JZ     tail4
+
+pair4:
+	PREFETCHT0 (R10)
+	PREFETCHT0 64(R10)
+	PREFETCHT0 128(R10)
+	PREFETCHT0 192(R10)
+	PREFETCHT0 256(R10)
+	ADDQ       $0x00000110, R10
+	VMOVDQU    (DI), Y15
+	VPXOR      2(R9), Y1, Y14
+	VMOVDQU    64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y2
+	VPXOR        2(R9)(CX*1), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(CX*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y3
+	VPXOR        2(R9)(CX*2), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(CX*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y4
+	VPXOR        2(R9)(SI*1), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(SI*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y5
+	VMOVDQU      32(DI), Y15
+	VPXOR        36(R9), Y1, Y14
+	VMOVDQU      96(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW 34(R9), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       160(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y2
+	VPXOR        36(R9)(CX*1), Y1, Y14
+	VMOVDQU      96(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW 34(R9)(CX*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       160(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y3
+	VPXOR        36(R9)(CX*2), Y1, Y14
+	VMOVDQU      96(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW 34(R9)(CX*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       160(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y4
+	VPXOR        36(R9)(SI*1), Y1, Y14
+	VMOVDQU      96(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW 34(R9)(SI*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       160(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y5
+	ADDQ         $0x44, R9
+	ADDQ         $0x000000c0, DI
+	DECQ         R11
+	JNZ          pair4
+
+tail4:
+	TESTQ   $0x00000001, R8
+	JZ      store4
+	VMOVDQU (DI), Y15
+	VPXOR   2(R9), Y1, Y14
+	VMOVDQU 64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y2
+	VPXOR        2(R9)(CX*1), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(CX*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y3
+	VPXOR        2(R9)(CX*2), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(CX*2), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y4
+	VPXOR        2(R9)(SI*1), Y1, Y14
+	VMOVDQU      64(DI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R9)(SI*1), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       128(DI), Y6, Y6
+	VFMADD231PS  Y0, Y6, Y5
+
+store4:
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X5, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, 12(BX)
+	ADDQ         $0x10, BX
+	LEAQ         (AX)(CX*4), AX
+	SUBQ         $0x04, DX
+	JMP          rows4
+
+rows4_done:
+rows1:
+	CMPQ   DX, $0x01
+	JL     rows1_done
+	MOVQ   xp+24(FP), SI
+	MOVQ   nb+32(FP), DI
+	MOVQ   AX, R8
+	VXORPS Y2, Y2, Y2
+	MOVQ   DI, R9
+	SHRQ   $0x01, R9
+	JZ     tail1
+
+pair1:
+	VMOVDQU (SI), Y15
+	VPXOR   2(R8), Y1, Y14
+	VMOVDQU 64(SI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R8), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       128(SI), Y3, Y3
+	VFMADD231PS  Y0, Y3, Y2
+	VMOVDQU      32(SI), Y15
+	VPXOR        36(R8), Y1, Y14
+	VMOVDQU      96(SI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW 34(R8), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       160(SI), Y3, Y3
+	VFMADD231PS  Y0, Y3, Y2
+	ADDQ         $0x44, R8
+	ADDQ         $0x000000c0, SI
+	DECQ         R9
+	JNZ          pair1
+
+tail1:
+	TESTQ   $0x00000001, DI
+	JZ      store1
+	VMOVDQU (SI), Y15
+	VPXOR   2(R8), Y1, Y14
+	VMOVDQU 64(SI), Y0
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VPBROADCASTW (R8), X3
+	VCVTPH2PS    X3, Y3
+	VMULPS       128(SI), Y3, Y3
+	VFMADD231PS  Y0, Y3, Y2
+
+store1:
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (BX)
+	ADDQ         $0x04, BX
+	ADDQ         CX, AX
+	SUBQ         $0x01, DX
+	JMP          rows1
+
+rows1_done:
+	VZEROUPPER
+	RET

@@ -67,7 +67,7 @@ var (
 
 // kTileKernel returns the tile kernel of a K-quant type, or nil.
 func kTileKernel(wt backend.DType) *kernel {
-	vnni := useVNNI
+	vnni := avx512VNNI()
 	var f *kTileFuncs
 	switch wt {
 	case backend.Q4_K:

@@ -10,14 +10,20 @@ import (
 // weights are repacked into the panel layout (see panel.go), which makes
 // matrix-vector products cheaper in instructions than on the GGUF layout
 // at the same memory traffic, and saves MatMul's per-call packing of
-// multi-token products. Other types keep the caller's GGUF bytes, which
+// multi-token products. Other types, and Q8_0 where its GGUF-layout
+// kernels are preferred (preferGGUF), keep the caller's GGUF bytes, which
 // must then stay unchanged while the Packed is used.
 type Packed struct {
 	wt         backend.DType
 	rows, cols int
-	raw        []byte // GGUF layout, for types without a panel layout
+	raw        []byte // GGUF layout, when there are no panels
 	q, s       []byte // panel layout
 }
+
+// preferGGUF, when set (by the architectures that have such kernels),
+// reports whether wt should be multiplied on the GGUF layout rather than
+// on panels, for every batch size, with the current feature switches.
+var preferGGUF func(wt backend.DType) bool
 
 // Type, Rows and Cols describe the packed matrix.
 func (pw *Packed) Type() backend.DType { return pw.wt }
@@ -25,8 +31,12 @@ func (pw *Packed) Rows() int           { return pw.rows }
 func (pw *Packed) Cols() int           { return pw.cols }
 
 // Prepare returns the weight matrix w (rows rows of backend.RowBytes(wt,
-// cols) bytes, GGUF layout) prepared for MatMulPacked. The layout does not
-// depend on the CPU features in use.
+// cols) bytes, GGUF layout) prepared for MatMulPacked. Whether Q8_0 is
+// repacked depends on the feature switches at the time of the call (with
+// AVX2 alone its GGUF-layout kernels need fewer instructions per product,
+// and a repacked copy would only cost memory); the panel layout itself
+// does not depend on them, and a Packed multiplies correctly, with the
+// same results, under any switches.
 func Prepare(wt backend.DType, w []byte, rows, cols int) (*Packed, error) {
 	if rows <= 0 || cols <= 0 {
 		return nil, fmt.Errorf("kernels: prepare %v: shape %dx%d", wt, rows, cols)
@@ -40,7 +50,7 @@ func Prepare(wt backend.DType, w []byte, rows, cols int) (*Packed, error) {
 	}
 	pw := &Packed{wt: wt, rows: rows, cols: cols}
 	qb := panelQBytes(wt)
-	if qb == 0 {
+	if qb == 0 || (preferGGUF != nil && preferGGUF(wt)) {
 		pw.raw = w[: rows*wrb : rows*wrb]
 		return pw, nil
 	}

@@ -36,6 +36,10 @@ func unpanel(pw *Packed, r, e int) (q int, scale uint16) {
 // matrices against the GGUF rows, with every feature switch (the layout
 // must not depend on them), on row counts that leave a partial panel.
 func TestPrepareLayout(t *testing.T) {
+	// Whether Q8_0 is repacked at all depends on the switches
+	// (TestQ8TileDispatch on amd64); the layout, when it is, must not.
+	defer func(f func(backend.DType) bool) { preferGGUF = f }(preferGGUF)
+	preferGGUF = nil
 	rng := rand.New(rand.NewPCG(31, 32))
 	for _, wt := range []backend.DType{backend.Q8_0, backend.Q4_0} {
 		for _, shape := range [][2]int{{37, 96}, {16, 1056}, {3, 32}} {

@@ -56,8 +56,8 @@ func panelShift(wt backend.DType) int {
 	return 3
 }
 
-// panelFuncs are one implementation (pure Go, AVX2, AVX512-VNNI) of the
-// panel kernels of one format.
+// panelFuncs are one implementation (pure Go, AVX2, AVX-VNNI, AVX512-VNNI,
+// NEON) of the panel kernels of one format.
 type panelFuncs struct {
 	// tile is the most tokens one gemm call takes.
 	tile int

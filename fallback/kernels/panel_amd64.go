@@ -32,3 +32,11 @@ func gemmQ8_0x16AVX2(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32,
 // gemmQ4_0x16AVX2 sets dst[t*ldd+r] = dot(panel row r, tile token t) for t < ntok (1..4)
 // and r < rows; nb blocks.
 func gemmQ4_0x16AVX2(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)
+
+// gemmQ8_0x16AVXVNNI sets dst[r] = dot(panel row r, tile token 0) for r < rows; ntok must be 1
+// and ldd is unused; nb blocks.
+func gemmQ8_0x16AVXVNNI(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)
+
+// gemmQ4_0x16AVXVNNI sets dst[t*ldd+r] = dot(panel row r, tile token t) for t < ntok (1..6)
+// and r < rows; nb blocks.
+func gemmQ4_0x16AVXVNNI(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)

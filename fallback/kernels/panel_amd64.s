@@ -3964,3 +3964,3894 @@ not1:
 done:
 	VZEROUPPER
 	RET
+
+// func gemmQ8_0x16AVXVNNI(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)
+// Requires: AVX, AVX2, AVXVNNI, CMOV, F16C, FMA3, MMX+
+TEXT ·gemmQ8_0x16AVXVNNI(SB), NOSPLIT, $0-64
+	// rows 0-7 x 1 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+
+blk1_0:
+	PREFETCHT0   8192(CX)
+	PREFETCHT0   8256(CX)
+	PREFETCHT0   8320(CX)
+	PREFETCHT0   8384(CX)
+	PREFETCHT0   8448(CX)
+	PREFETCHT0   8512(CX)
+	PREFETCHT0   8576(CX)
+	PREFETCHT0   8640(CX)
+	PREFETCHT0   512(DX)
+	VCVTPH2PS    (DX), Y9
+	VBROADCASTSS 32(SI), Y0
+	VMULPS       Y0, Y9, Y9
+	VPBROADCASTD 40(SI), Y0
+	VPBROADCASTD (SI), Y15
+	VMOVDQU      (CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y1
+	VPBROADCASTD 44(SI), Y0
+	VPBROADCASTD 4(SI), Y15
+	VMOVDQU      64(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y2
+	VPBROADCASTD 48(SI), Y0
+	VPBROADCASTD 8(SI), Y15
+	VMOVDQU      128(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y3
+	VPBROADCASTD 52(SI), Y0
+	VPBROADCASTD 12(SI), Y15
+	VMOVDQU      192(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y4
+	VPBROADCASTD 56(SI), Y0
+	VPBROADCASTD 16(SI), Y15
+	VMOVDQU      256(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y5
+	VPBROADCASTD 60(SI), Y0
+	VPBROADCASTD 20(SI), Y15
+	VMOVDQU      320(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y6
+	VPBROADCASTD 64(SI), Y0
+	VPBROADCASTD 24(SI), Y15
+	VMOVDQU      384(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y7
+	VPBROADCASTD 68(SI), Y0
+	VPBROADCASTD 28(SI), Y15
+	VMOVDQU      448(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE        $0xc4
+	BYTE        $0xc2
+	BYTE        $0x0d
+	BYTE        $0x50
+	BYTE        $0xc7
+	VCVTDQ2PS   Y0, Y0
+	VFMADD231PS Y0, Y9, Y8
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x20, DX
+	ADDQ        $0x00000048, SI
+	DECQ        BX
+	JNZ         blk1_0
+	VADDPS      Y1, Y5, Y5
+	VADDPS      Y2, Y6, Y6
+	VADDPS      Y3, Y7, Y7
+	VADDPS      Y4, Y8, Y8
+	VADDPS      Y7, Y5, Y5
+	VADDPS      Y8, Y6, Y6
+	VADDPS      Y6, Y5, Y5
+	LEAQ        storemask8<>+32(SB), CX
+	SHLQ        $0x02, AX
+	SUBQ        AX, CX
+	VMOVDQU     (CX), Y0
+	MOVQ        dst+40(FP), AX
+	MOVQ        ldd+48(FP), CX
+	SHLQ        $0x02, CX
+	VMASKMOVPS  Y5, Y0, (AX)
+
+	// rows 8-15 x 1 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip1_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+
+blk1_1:
+	VCVTPH2PS    16(DX), Y9
+	VBROADCASTSS 32(SI), Y0
+	VMULPS       Y0, Y9, Y9
+	VPBROADCASTD 40(SI), Y0
+	VPBROADCASTD (SI), Y15
+	VMOVDQU      32(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y1
+	VPBROADCASTD 44(SI), Y0
+	VPBROADCASTD 4(SI), Y15
+	VMOVDQU      96(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y2
+	VPBROADCASTD 48(SI), Y0
+	VPBROADCASTD 8(SI), Y15
+	VMOVDQU      160(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y3
+	VPBROADCASTD 52(SI), Y0
+	VPBROADCASTD 12(SI), Y15
+	VMOVDQU      224(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y4
+	VPBROADCASTD 56(SI), Y0
+	VPBROADCASTD 16(SI), Y15
+	VMOVDQU      288(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y5
+	VPBROADCASTD 60(SI), Y0
+	VPBROADCASTD 20(SI), Y15
+	VMOVDQU      352(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y6
+	VPBROADCASTD 64(SI), Y0
+	VPBROADCASTD 24(SI), Y15
+	VMOVDQU      416(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTDQ2PS    Y0, Y0
+	VFMADD231PS  Y0, Y9, Y7
+	VPBROADCASTD 68(SI), Y0
+	VPBROADCASTD 28(SI), Y15
+	VMOVDQU      480(CX), Y14
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE        $0xc4
+	BYTE        $0xc2
+	BYTE        $0x0d
+	BYTE        $0x50
+	BYTE        $0xc7
+	VCVTDQ2PS   Y0, Y0
+	VFMADD231PS Y0, Y9, Y8
+	ADDQ        $0x00000200, CX
+	ADDQ        $0x20, DX
+	ADDQ        $0x00000048, SI
+	DECQ        BX
+	JNZ         blk1_1
+	VADDPS      Y1, Y5, Y5
+	VADDPS      Y2, Y6, Y6
+	VADDPS      Y3, Y7, Y7
+	VADDPS      Y4, Y8, Y8
+	VADDPS      Y7, Y5, Y5
+	VADDPS      Y8, Y6, Y6
+	VADDPS      Y6, Y5, Y5
+	LEAQ        storemask8<>+32(SB), CX
+	SHLQ        $0x02, AX
+	SUBQ        AX, CX
+	VMOVDQU     (CX), Y0
+	MOVQ        dst+40(FP), AX
+	ADDQ        $0x20, AX
+	MOVQ        ldd+48(FP), CX
+	SHLQ        $0x02, CX
+	VMASKMOVPS  Y5, Y0, (AX)
+
+skip1_1:
+	VZEROUPPER
+	RET
+
+// func gemmQ4_0x16AVXVNNI(q *byte, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)
+// Requires: AVX, AVX2, AVXVNNI, CMOV, F16C, FMA3, MMX+
+TEXT ·gemmQ4_0x16AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ ntok+32(FP), AX
+	CMPQ AX, $0x06
+	JNE  not6
+
+	// rows 0-7 x 6 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+	VXORPS  Y10, Y10, Y10
+	VXORPS  Y11, Y11, Y11
+	VXORPS  Y12, Y12, Y12
+
+blk6_0:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPBROADCASTD 324(SI), Y4
+	VPBROADCASTD 396(SI), Y5
+	VPAND        (CX), Y6, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 288(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 360(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 304(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 376(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        64(CX), Y6, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 292(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 364(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 308(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 380(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        128(CX), Y6, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 296(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 368(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 312(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 384(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        192(CX), Y6, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 300(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 372(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 316(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 388(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VCVTPH2PS    (DX), Y13
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y14
+	VMULPS       Y13, Y14, Y14
+	VFMADD231PS  Y0, Y14, Y7
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y8
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y9
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y10
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 320(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y4, Y0, Y11
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 392(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y5, Y0, Y12
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x000001b0, SI
+	DECQ         BX
+	JNZ          blk6_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y9, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y10, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y11, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y12, Y0, (AX)
+
+	// rows 8-15 x 6 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip6_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+	VXORPS  Y10, Y10, Y10
+	VXORPS  Y11, Y11, Y11
+	VXORPS  Y12, Y12, Y12
+
+blk6_1:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPBROADCASTD 324(SI), Y4
+	VPBROADCASTD 396(SI), Y5
+	VPAND        32(CX), Y6, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 288(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 360(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 304(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 376(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        96(CX), Y6, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 292(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 364(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 308(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 380(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        160(CX), Y6, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 296(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 368(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 312(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 384(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VPAND        224(CX), Y6, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 300(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 372(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y6, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 316(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPBROADCASTD 388(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y5 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xef
+	VCVTPH2PS    16(DX), Y13
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y14
+	VMULPS       Y13, Y14, Y14
+	VFMADD231PS  Y0, Y14, Y7
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y8
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y9
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y10
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 320(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y4, Y0, Y11
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 392(SI), Y0
+	VMULPS       Y13, Y0, Y0
+	VFMADD231PS  Y5, Y0, Y12
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x000001b0, SI
+	DECQ         BX
+	JNZ          blk6_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y9, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y10, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y11, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y12, Y0, (AX)
+
+skip6_1:
+	JMP done
+
+not6:
+	CMPQ AX, $0x05
+	JNE  not5
+
+	// rows 0-7 x 5 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+	VXORPS  Y10, Y10, Y10
+
+blk5_0:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPBROADCASTD 324(SI), Y4
+	VPAND        (CX), Y5, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 288(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 304(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        64(CX), Y5, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 292(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 308(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        128(CX), Y5, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 296(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 312(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        192(CX), Y5, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 300(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 316(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VCVTPH2PS    (DX), Y11
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y12
+	VMULPS       Y11, Y12, Y12
+	VFMADD231PS  Y0, Y12, Y6
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y7
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y8
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y9
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 320(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y4, Y0, Y10
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000168, SI
+	DECQ         BX
+	JNZ          blk5_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y6, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y9, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y10, Y0, (AX)
+
+	// rows 8-15 x 5 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip5_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+	VXORPS  Y10, Y10, Y10
+
+blk5_1:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPBROADCASTD 324(SI), Y4
+	VPAND        32(CX), Y5, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 288(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 304(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        96(CX), Y5, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 292(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 308(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        160(CX), Y5, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 296(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 312(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VPAND        224(CX), Y5, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 300(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y5, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPBROADCASTD 316(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y4 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xe7
+	VCVTPH2PS    16(DX), Y11
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y12
+	VMULPS       Y11, Y12, Y12
+	VFMADD231PS  Y0, Y12, Y6
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y7
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y8
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y9
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 320(SI), Y0
+	VMULPS       Y11, Y0, Y0
+	VFMADD231PS  Y4, Y0, Y10
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000168, SI
+	DECQ         BX
+	JNZ          blk5_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y6, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y9, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y10, Y0, (AX)
+
+skip5_1:
+	JMP done
+
+not5:
+	CMPQ AX, $0x04
+	JNE  not4
+
+	// rows 0-7 x 4 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+
+blk4_0:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPAND        (CX), Y4, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        64(CX), Y4, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        128(CX), Y4, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        192(CX), Y4, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VCVTPH2PS    (DX), Y9
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y10
+	VMULPS       Y9, Y10, Y10
+	VFMADD231PS  Y0, Y10, Y5
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y6
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y7
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y8
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000120, SI
+	DECQ         BX
+	JNZ          blk4_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y5, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y6, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+
+	// rows 8-15 x 4 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip4_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+
+blk4_1:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPBROADCASTD 252(SI), Y3
+	VPAND        32(CX), Y4, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 216(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 232(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        96(CX), Y4, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 220(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 236(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        160(CX), Y4, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 224(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 240(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VPAND        224(CX), Y4, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 228(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y4, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPBROADCASTD 244(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y3 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xdf
+	VCVTPH2PS    16(DX), Y9
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y10
+	VMULPS       Y9, Y10, Y10
+	VFMADD231PS  Y0, Y10, Y5
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y6
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y7
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 248(SI), Y0
+	VMULPS       Y9, Y0, Y0
+	VFMADD231PS  Y3, Y0, Y8
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000120, SI
+	DECQ         BX
+	JNZ          blk4_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y5, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y6, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y7, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y8, Y0, (AX)
+
+skip4_1:
+	JMP done
+
+not4:
+	CMPQ AX, $0x03
+	JNE  not3
+
+	// rows 0-7 x 3 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+
+blk3_0:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPAND        (CX), Y3, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        64(CX), Y3, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        128(CX), Y3, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        192(CX), Y3, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VCVTPH2PS    (DX), Y7
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y8
+	VMULPS       Y7, Y8, Y8
+	VFMADD231PS  Y0, Y8, Y4
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y7, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y5
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y7, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y6
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x000000d8, SI
+	DECQ         BX
+	JNZ          blk3_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y4, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y5, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y6, Y0, (AX)
+
+	// rows 8-15 x 3 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip3_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+
+blk3_1:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPBROADCASTD 180(SI), Y2
+	VPAND        32(CX), Y3, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 144(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 160(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        96(CX), Y3, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 148(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 164(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        160(CX), Y3, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 152(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 168(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VPAND        224(CX), Y3, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 156(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y3, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPBROADCASTD 172(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y2 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xd7
+	VCVTPH2PS    16(DX), Y7
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y8
+	VMULPS       Y7, Y8, Y8
+	VFMADD231PS  Y0, Y8, Y4
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y7, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y5
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 176(SI), Y0
+	VMULPS       Y7, Y0, Y0
+	VFMADD231PS  Y2, Y0, Y6
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x000000d8, SI
+	DECQ         BX
+	JNZ          blk3_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y4, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y5, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y6, Y0, (AX)
+
+skip3_1:
+	JMP done
+
+not3:
+	CMPQ AX, $0x02
+	JNE  not2
+
+	// rows 0-7 x 2 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+
+blk2_0:
+	PREFETCHT0   8192(CX)
+	PREFETCHT0   8256(CX)
+	PREFETCHT0   8320(CX)
+	PREFETCHT0   8384(CX)
+	PREFETCHT0   512(DX)
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPAND        (CX), Y2, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        64(CX), Y2, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        128(CX), Y2, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        192(CX), Y2, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VCVTPH2PS    (DX), Y5
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y6
+	VMULPS       Y5, Y6, Y6
+	VFMADD231PS  Y0, Y6, Y3
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y5, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y4
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000090, SI
+	DECQ         BX
+	JNZ          blk2_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y3, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y4, Y0, (AX)
+
+	// rows 8-15 x 2 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip2_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+
+blk2_1:
+	VPBROADCASTD 36(SI), Y0
+	VPBROADCASTD 108(SI), Y1
+	VPAND        32(CX), Y2, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 72(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 88(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        96(CX), Y2, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 76(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 92(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        160(CX), Y2, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 80(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 96(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VPAND        224(CX), Y2, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 84(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y2, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPBROADCASTD 100(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y1 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xcf
+	VCVTPH2PS    16(DX), Y5
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y6
+	VMULPS       Y5, Y6, Y6
+	VFMADD231PS  Y0, Y6, Y3
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 104(SI), Y0
+	VMULPS       Y5, Y0, Y0
+	VFMADD231PS  Y1, Y0, Y4
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000090, SI
+	DECQ         BX
+	JNZ          blk2_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y3, Y0, (AX)
+	ADDQ         CX, AX
+	VMASKMOVPS   Y4, Y0, (AX)
+
+skip2_1:
+	JMP done
+
+not2:
+	CMPQ AX, $0x01
+	JNE  not1
+
+	// rows 0-7 x 1 tokens
+	MOVQ    rows+56(FP), AX
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y1
+	VXORPS  Y2, Y2, Y2
+
+blk1_0:
+	PREFETCHT0   8192(CX)
+	PREFETCHT0   8256(CX)
+	PREFETCHT0   8320(CX)
+	PREFETCHT0   8384(CX)
+	PREFETCHT0   512(DX)
+	VPBROADCASTD 36(SI), Y0
+	VPAND        (CX), Y1, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      (CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        64(CX), Y1, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      64(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        128(CX), Y1, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      128(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        192(CX), Y1, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      192(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTPH2PS    (DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y0, Y4, Y2
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000048, SI
+	DECQ         BX
+	JNZ          blk1_0
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y2, Y0, (AX)
+
+	// rows 8-15 x 1 tokens
+	MOVQ    rows+56(FP), AX
+	SUBQ    $0x08, AX
+	JLE     skip1_1
+	MOVQ    $0x00000008, CX
+	CMPQ    AX, CX
+	CMOVQGT CX, AX
+	MOVQ    q+0(FP), CX
+	MOVQ    s+8(FP), DX
+	MOVQ    nb+16(FP), BX
+	MOVQ    xt+24(FP), SI
+	VMOVDQU nib4<>+0(SB), Y1
+	VXORPS  Y2, Y2, Y2
+
+blk1_1:
+	VPBROADCASTD 36(SI), Y0
+	VPAND        32(CX), Y1, Y14
+	VPBROADCASTD (SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      32(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 16(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        96(CX), Y1, Y14
+	VPBROADCASTD 4(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      96(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 20(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        160(CX), Y1, Y14
+	VPBROADCASTD 8(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      160(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 24(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VPAND        224(CX), Y1, Y14
+	VPBROADCASTD 12(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VMOVDQU      224(CX), Y14
+	VPSRLW       $0x04, Y14, Y14
+	VPAND        Y1, Y14, Y14
+	VPBROADCASTD 28(SI), Y15
+
+	// VPDPBUSD Y15, Y14, Y0 (AVX-VNNI, VEX)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x0d
+	BYTE         $0x50
+	BYTE         $0xc7
+	VCVTPH2PS    16(DX), Y3
+	VCVTDQ2PS    Y0, Y0
+	VBROADCASTSS 32(SI), Y4
+	VMULPS       Y3, Y4, Y4
+	VFMADD231PS  Y0, Y4, Y2
+	ADDQ         $0x00000100, CX
+	ADDQ         $0x20, DX
+	ADDQ         $0x00000048, SI
+	DECQ         BX
+	JNZ          blk1_1
+	LEAQ         storemask8<>+32(SB), CX
+	SHLQ         $0x02, AX
+	SUBQ         AX, CX
+	VMOVDQU      (CX), Y0
+	MOVQ         dst+40(FP), AX
+	ADDQ         $0x20, AX
+	MOVQ         ldd+48(FP), CX
+	SHLQ         $0x02, CX
+	VMASKMOVPS   Y2, Y0, (AX)
+
+skip1_1:
+	JMP done
+
+not1:
+done:
+	VZEROUPPER
+	RET

@@ -1,6 +1,6 @@
-// Command gemv generates the AVX512-VNNI matrix-vector product of Q8_0
-// weights in GGUF layout (decode on matrices that were not Prepared), and
-// the activation layout it reads.
+// Command gemv generates the AVX512-VNNI and AVX-VNNI matrix-vector
+// products of Q8_0 weights in GGUF layout (decode on matrices that were
+// not Prepared), and the activation layout they read.
 //
 // One ZMM register holds two consecutive blocks of a row, so the integer
 // work (one VPDPBUSD per 64 weights) is shared by two blocks: the weights
@@ -10,6 +10,9 @@
 // eight lanes, one FMA per block in block order, hsum_float_8 at the end),
 // so the two blocks of a register are added to the row's eight-lane
 // accumulator one after the other.
+//
+// The AVX-VNNI kernel (VEX VPDPBUSD, YMM registers, see gen/vex.go) reads
+// the same pairs one block at a time.
 package main
 
 //go:generate go run . -out ../../gemv_amd64.s -stubs ../../gemv_amd64.go -pkg kernels
@@ -41,6 +44,7 @@ func main() {
 	gen.Header()
 	acts()
 	gemv()
+	gemvAVXVNNI()
 	Generate()
 }
 
@@ -226,6 +230,101 @@ func gemv() {
 		Label(fmt.Sprintf("store%d", nr))
 		for r := 0; r < nr; r++ {
 			VMOVSS(gen.HsumPS8X(acc[r]), Mem{Base: dst, Disp: 4 * r})
+		}
+		ADDQ(Imm(uint64(4*nr)), dst)
+		if nr == 4 {
+			LEAQ(Mem{Base: w, Index: ws, Scale: 4}, w)
+		} else {
+			ADDQ(ws, w)
+		}
+		SUBQ(Imm(uint64(nr)), rows)
+		JMP(LabelRef(loop))
+		Label(next)
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// avxvnniBlock adds block h (0, 1) of the current pair of nr rows (at w)
+// to their lanes acc, with VEX instructions only: the activation quants
+// (gen.VNNIX) are loaded once for the rows; per row the unsigned weights
+// (gen.VNNIW) times them, from the corrections, give the eight exact lane
+// sums (in gen.VNNIAcc[0]), scaled by dw*dx and added as the AVX2 kernel
+// adds them.
+func (g *gemvRegs) avxvnniBlock(h, nr int, w reg.Register, acc []reg.VecVirtual) {
+	xv, wv, is := gen.VNNIX, gen.VNNIW, gen.VNNIAcc[0]
+	VMOVDQU(Mem{Base: g.xp, Disp: pQs + 32*h}, xv)
+	for r := 0; r < nr; r++ {
+		at := func(disp int) Mem { return gen.Nth(r, w, g.ws, g.ws3, q8Block*h+disp) }
+		VPXOR(at(2), g.flip, wv)
+		VMOVDQU(Mem{Base: g.xp, Disp: pCorr + 32*h}, is)
+		gen.VPDPBUSDY(xv, wv, is)
+		VCVTDQ2PS(is, is)
+		d := gen.BroadcastFP16(at(0))
+		VMULPS(Mem{Base: g.xp, Disp: pD + 32*h}, d, d)
+		VFMADD231PS(is, d, acc[r])
+	}
+}
+
+// gemvAVXVNNI is gemv for AVX-VNNI: 4 rows at a time, then single rows,
+// each pair of blocks added block by block in llama.cpp's order.
+func gemvAVXVNNI() {
+	name := "gemvQ8_0AVXVNNI"
+	TEXT(name, NOSPLIT, "func(w *byte, wstride, rows int, xp *byte, nb int, dst *float32)")
+	Doc(name+" sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights wstride bytes",
+		"apart and one activation row of nb blocks laid out by gemvActsAVX2.")
+	block := q8Block
+	w := Load(Param("w"), GP64())
+	ws := Load(Param("wstride"), GP64())
+	rows := Load(Param("rows"), GP64())
+	dst := Load(Param("dst"), GP64())
+	g := &gemvRegs{ws: ws, ws3: GP64()}
+	LEAQ(Mem{Base: ws, Index: ws, Scale: 2}, g.ws3)
+	g.flip = YMM()
+	VMOVDQU(gen.Splat8("signbit8", 0x80), g.flip)
+
+	for _, nr := range []int{4, 1} {
+		loop, next := fmt.Sprintf("rows%d", nr), fmt.Sprintf("rows%d_done", nr)
+		Label(loop)
+		CMPQ(rows, Imm(uint64(nr)))
+		JL(LabelRef(next))
+		g.xp = Load(Param("xp"), GP64())
+		n := Load(Param("nb"), GP64())
+		wp := GP64()
+		MOVQ(w, wp)
+		acc := make([]reg.VecVirtual, nr)
+		for r := range acc {
+			acc[r] = YMM()
+			VXORPS(acc[r], acc[r], acc[r])
+		}
+		// Prefetch the next group of rows as gemv does.
+		var pf reg.GPVirtual
+		if nr == 4 {
+			pf = GP64()
+			LEAQ(Mem{Base: w, Index: ws, Scale: 4}, pf)
+		}
+		pairs := GP64()
+		MOVQ(n, pairs)
+		SHRQ(Imm(1), pairs)
+		JZ(LabelRef(fmt.Sprintf("tail%d", nr)))
+		Label(fmt.Sprintf("pair%d", nr))
+		if nr == 4 {
+			gen.Prefetch(pf, 0, 4*2*block)
+			ADDQ(U32(uint64(4*2*block)), pf)
+		}
+		g.avxvnniBlock(0, nr, wp, acc)
+		g.avxvnniBlock(1, nr, wp, acc)
+		ADDQ(Imm(uint64(2*block)), wp)
+		ADDQ(U32(pSize), g.xp)
+		DECQ(pairs)
+		JNZ(LabelRef(fmt.Sprintf("pair%d", nr)))
+		Label(fmt.Sprintf("tail%d", nr))
+		TESTQ(U32(1), n)
+		JZ(LabelRef(fmt.Sprintf("store%d", nr)))
+		g.avxvnniBlock(0, nr, wp, acc)
+		Label(fmt.Sprintf("store%d", nr))
+		for r := 0; r < nr; r++ {
+			VMOVSS(gen.HsumPS(acc[r]), Mem{Base: dst, Disp: 4 * r})
 		}
 		ADDQ(Imm(uint64(4*nr)), dst)
 		if nr == 4 {

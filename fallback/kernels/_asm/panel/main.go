@@ -1,7 +1,8 @@
 // Command panel generates the kernels of the 16-row panel layout of Q8_0
 // and Q4_0 weights (see panel.go one folder up): packing GGUF rows into
 // panels, laying out activation tiles, and the panel times tile products,
-// with AVX512-VNNI (VPDPBUSD on 16 rows at once) and with AVX2. Each
+// with AVX512-VNNI (VPDPBUSD on 16 rows at once), with AVX-VNNI (the VEX
+// VPDPBUSD on 8 rows, see gen/vex.go) and with AVX2. Each
 // format's products follow llama.cpp's float order (order.go one folder
 // up): Q8_0 keeps eight lane accumulators per row and token, Q4_0 one.
 package main
@@ -45,6 +46,12 @@ const (
 	// q4AVX2Tile is the same for AVX2's 16 registers (8 rows at a time);
 	// a Q8_0 AVX2 tile runs one token.
 	q4AVX2Tile = 4
+	// q4AVXVNNITile: AVX-VNNI sums into int32 directly, so the weight line
+	// and the activation broadcast need one register each (the line is
+	// loaded twice, once per nibble half), leaving room for 6 tokens'
+	// int32 sums and float accumulators. A Q8_0 tile runs one token, as
+	// with AVX2: its eight lane accumulators take half the registers.
+	q4AVXVNNITile = 6
 
 	// prefetchTok is the most tokens for which a tile prefetches weights
 	// prefetchDist bytes ahead (see gen.PrefetchAhead; a panel reads more
@@ -62,6 +69,8 @@ func main() {
 	gemmQ4VNNI()
 	gemmQ8AVX2()
 	gemmQ4AVX2()
+	gemmQ8AVXVNNI()
+	gemmQ4AVXVNNI()
 	Generate()
 }
 
@@ -612,6 +621,127 @@ func gemmQ8AVX2() {
 			VPMADDWD(ones, xv, xv)
 			VCVTDQ2PS(xv, xv)
 			VFMADD231PS(xv, d, acc[g])
+		}
+		ADDQ(U32(q8Lines*lineSize), qp)
+		ADDQ(Imm(sBlock), sp)
+		ADDQ(U32(actSize), xp)
+		DECQ(n)
+		JNZ(LabelRef(blk))
+		avx2Store([]reg.VecVirtual{hsumLanes(acc)}, h, nr)
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// gemmQ4AVXVNNI is gemmQ4VNNI on YMM registers with the VEX VPDPBUSD, in
+// two halves of 8 rows as the AVX2 tile: per block, each token's int32
+// sums start at its correction and take one VPDPBUSD per weight line and
+// nibble half, exact in int32; then acc = fma(float(sum), dw*dx, acc),
+// llama.cpp's repacked Q4_0 order. The VPDPBUSD operands are fixed
+// registers (gen.VPDPBUSDY): the sums gen.VNNIAcc[t], the nibbles
+// gen.VNNIW, the activation broadcast gen.VNNIX.
+func gemmQ4AVXVNNI() {
+	name := "gemmQ4_0x16AVXVNNI"
+	TEXT(name, NOSPLIT, "func(q, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)")
+	Doc(name+" sets dst[t*ldd+r] = dot(panel row r, tile token t) for t < ntok (1..6)",
+		"and r < rows; nb blocks.")
+	ntok := Load(Param("ntok"), GP64())
+	dispatch(ntok, q4AVXVNNITile, func(nt int) {
+		avx2Halves(nt, func(h int, nr reg.Register) {
+			qp := Load(Param("q"), GP64())
+			sp := Load(Param("s"), GP64())
+			n := Load(Param("nb"), GP64())
+			xp := Load(Param("xt"), GP64())
+			m := YMM()
+			VMOVDQU(gen.Splat8("nib4", 0x0f), m)
+			acc := make([]reg.VecVirtual, nt)
+			for t := range acc {
+				acc[t] = YMM()
+				VXORPS(acc[t], acc[t], acc[t])
+			}
+			blk := fmt.Sprintf("blk%d_%d", nt, h)
+			Label(blk)
+			if h == 0 {
+				prefetch(nt, qp, sp, q4Lines)
+			}
+			isum := gen.VNNIAcc[:nt]
+			for t, s := range isum {
+				VPBROADCASTD(Mem{Base: xp, Disp: actSize*t + actCorr}, s)
+			}
+			w, xv := gen.VNNIW, gen.VNNIX
+			for g := 0; g < q4Lines; g++ {
+				line := Mem{Base: qp, Disp: lineSize*g + 32*h}
+				for i := 0; i < 2; i++ {
+					if i == 0 {
+						VPAND(line, m, w)
+					} else {
+						VMOVDQU(line, w)
+						VPSRLW(Imm(4), w, w)
+						VPAND(m, w, w)
+					}
+					for t, s := range isum {
+						VPBROADCASTD(Mem{Base: xp, Disp: actSize*t + 16*i + 4*g}, xv)
+						gen.VPDPBUSDY(xv, w, s)
+					}
+				}
+			}
+			dw := YMM()
+			VCVTPH2PS(Mem{Base: sp, Disp: 16 * h}, dw)
+			for t, s := range isum {
+				VCVTDQ2PS(s, s)
+				sc := YMM()
+				VBROADCASTSS(Mem{Base: xp, Disp: actSize*t + actD}, sc)
+				VMULPS(dw, sc, sc)
+				VFMADD231PS(s, sc, acc[t])
+			}
+			ADDQ(U32(q4Lines*lineSize), qp)
+			ADDQ(Imm(sBlock), sp)
+			ADDQ(U32(uint64(actSize*nt)), xp)
+			DECQ(n)
+			JNZ(LabelRef(blk))
+			avx2Store(acc, h, nr)
+		})
+	})
+}
+
+// gemmQ8AVXVNNI is gemmQ8AVX2 with the VEX VPDPBUSD: per line g, the
+// unsigned weights (q+128) times the broadcast activations, from the
+// group's correction, give lane g's exact sum for 8 rows in one
+// instruction, which AVX2 needs five for; the float work is the AVX2
+// tile's, in llama.cpp's Q8_0 order.
+func gemmQ8AVXVNNI() {
+	name := "gemmQ8_0x16AVXVNNI"
+	TEXT(name, NOSPLIT, "func(q, s *byte, nb int, xt *byte, ntok int, dst *float32, ldd int, rows int)")
+	Doc(name+" sets dst[r] = dot(panel row r, tile token 0) for r < rows; ntok must be 1",
+		"and ldd is unused; nb blocks.")
+	avx2Halves(1, func(h int, nr reg.Register) {
+		qp := Load(Param("q"), GP64())
+		sp := Load(Param("s"), GP64())
+		n := Load(Param("nb"), GP64())
+		xp := Load(Param("xt"), GP64())
+		var acc [8]reg.VecVirtual
+		for g := range acc {
+			acc[g] = YMM()
+			VXORPS(acc[g], acc[g], acc[g])
+		}
+		blk := fmt.Sprintf("blk1_%d", h)
+		Label(blk)
+		if h == 0 {
+			prefetch(1, qp, sp, q8Lines)
+		}
+		d := YMM()
+		VCVTPH2PS(Mem{Base: sp, Disp: 16 * h}, d)
+		dx := YMM()
+		VBROADCASTSS(Mem{Base: xp, Disp: actD}, dx)
+		VMULPS(dx, d, d)
+		is, w, xv := gen.VNNIAcc[0], gen.VNNIW, gen.VNNIX
+		for g := 0; g < q8Lines; g++ {
+			VPBROADCASTD(Mem{Base: xp, Disp: actGCorr + 4*g}, is)
+			VPBROADCASTD(Mem{Base: xp, Disp: 4 * g}, xv)
+			VMOVDQU(Mem{Base: qp, Disp: lineSize*g + 32*h}, w)
+			gen.VPDPBUSDY(xv, w, is)
+			VCVTDQ2PS(is, is)
+			VFMADD231PS(is, d, acc[g])
 		}
 		ADDQ(U32(q8Lines*lineSize), qp)
 		ADDQ(Imm(sBlock), sp)

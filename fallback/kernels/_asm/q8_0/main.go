@@ -1,7 +1,8 @@
 // Command q8_0 generates the AVX2 matrix-vector product of Q8_0 weights in
 // GGUF layout with a Q8_0 activation row (decode without a Prepared
 // matrix), and the activation block infos it uses. Multi-token products
-// run on the panel layout (../panel).
+// run on the panel layout (../panel) or, with AVX2 alone, on the 4x3 tile
+// of ../q8tile.
 package main
 
 //go:generate go run . -out ../../q8_0_amd64.s -stubs ../../q8_0_amd64.go -pkg kernels
