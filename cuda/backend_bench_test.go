@@ -305,3 +305,51 @@ func TestBenchHarness(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkMatMulSplit is the whole MatMul op on a W8 4096x4096 weight
+// without outlier columns and split into 128 (cols/32, LLM.int8()'s
+// default budget), for 1 and 8 tokens (weights rotating beyond L2, as the
+// GEMV benchmark) and 512: what the masked quantization and the float
+// part cost on top of the int8 product.
+func BenchmarkMatMulSplit(b *testing.B) {
+	be := realGPU(b)
+	const rows, cols = 4096, 4096
+	for _, m := range []int{1, 8, 512} {
+		for _, k := range []int{0, cols / 32} {
+			b.Run(fmt.Sprintf("W8/%dx%d/t%d/k%d", rows, cols, m, k), func(b *testing.B) {
+				w := benchWeight(b, backend.W8, rows, cols)
+				if k > 0 {
+					for j := 0; j < k; j++ {
+						w.OutlierCols = append(w.OutlierCols, int32(j*(cols/k)+7))
+					}
+					w.OutlierW = make([]uint16, rows*k)
+					for r := 0; r < rows; r++ {
+						for j, c := range w.OutlierCols {
+							w.Data[r*cols+int(c)] = 0 // the code of a zero weight
+							w.OutlierW[r*k+j] = 0x3c00 + uint16((r+j)%512)
+						}
+					}
+				}
+				bytes := rotationBytes
+				if m > 8 {
+					bytes = 1
+				}
+				sets := uploadSets(b, be, w, bytes)
+				x := benchAct(b, be, m, cols)
+				y := benchAct(b, be, m, rows)
+				const reps = 4
+				sec := benchGraph(b, be, func() error {
+					for r := 0; r < reps; r++ {
+						for _, s := range sets {
+							if err := be.MatMul(y, s, x); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				})
+				b.ReportMetric(sec/float64(reps*len(sets))*1e6, "us/op")
+			})
+		}
+	}
+}

@@ -160,3 +160,36 @@ func (b *Backend) StatusForTest(s [4]int32) error {
 	defer b.mu.Unlock()
 	return b.do(func() error { return b.drv.MemcpyHtoDAsync(b.status, ptrOf(&s[0]), 16, b.stream) })
 }
+
+// DequantRowsForTest dequantizes rows row0..row0+n of weight w as Read
+// does for a chunk of rows that starts past row 0 (only weights of more
+// than 65535 rows have one).
+func (b *Backend) DequantRowsForTest(w backend.Tensor, row0, n int) ([]float32, error) {
+	wt, err := asWeight("test", "weight", w)
+	if err != nil {
+		return nil, err
+	}
+	if row0 < 0 || n <= 0 || row0+n > wt.rows {
+		return nil, fmt.Errorf("rows %d..%d of %v", row0, row0+n, wt)
+	}
+	if err := b.enter("test"); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	out := make([]float32, n*wt.cols)
+	err = b.do(func() error {
+		tmp, err := b.alloc("test rows", 4*int64(len(out)))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = b.free(tmp) }()
+		if err := b.dequant(wt, 0, row0, n, tmp, wt.cols); err != nil {
+			return err
+		}
+		if err := b.syncLocked(); err != nil {
+			return err
+		}
+		return b.drv.MemcpyDtoH(ptrOf(&out[0]), tmp, 4*int64(len(out)))
+	})
+	return out, err
+}

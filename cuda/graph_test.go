@@ -262,9 +262,8 @@ func TestKernelsIndependentOfThreadOrder(t *testing.T) {
 					require.NoError(t, be.Read(m.g, g))
 					out = append(out, g...)
 				}
-				for _, typ := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.W8, backend.F16,
-					backend.FP8, backend.Ternary, backend.Binary} {
-					w, err := be.Upload(randomWeight(t, rng, typ, 70, 256))
+				matmul := func(hw *backend.Weight) {
+					w, err := be.Upload(hw)
 					require.NoError(t, err)
 					x, _ := be.NewActivation("x", 20, 256)
 					y, _ := be.NewActivation("y", 20, 70)
@@ -277,6 +276,13 @@ func TestKernelsIndependentOfThreadOrder(t *testing.T) {
 					require.NoError(t, be.Free(x))
 					require.NoError(t, be.Free(y))
 				}
+				for _, typ := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.W8, backend.F16,
+					backend.FP8, backend.Ternary, backend.Binary} {
+					matmul(randomWeight(t, rng, typ, 70, 256))
+				}
+				// A split weight: its float part stages the activations of
+				// the outlier channels in shared memory, 64 at a time.
+				matmul(splitWeight(t, rng, backend.W8, 70, 256, splitCols(rng, 256, 150), 0))
 				return out
 			}
 			forward := run()

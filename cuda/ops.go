@@ -43,7 +43,9 @@ func (b *Backend) run(op string, check func() error, body func() (bytes, ops int
 // K-quants, per-token int8 for the row formats W8, FP8, TERNARY and
 // BINARY, with the weight's static scale if it has one, F16 for F16), then
 // multiplied: by the GEMV kernels for up to 8 tokens (decode), by the GEMM
-// kernels beyond.
+// kernels beyond. A row-format weight split into outlier columns
+// (LLM.int8()) has those channels left out of the int8 activations and
+// their float products added afterwards (upload_outliers.go).
 func (b *Backend) MatMul(dst, w, x backend.Tensor) error {
 	const op = "matmul"
 	var d, xa *activation
@@ -86,7 +88,8 @@ func actLayout(w *weight, ntok int) (q, d, bs int64) {
 	case backend.Q4_K, backend.Q5_K, backend.Q6_K:
 		return n * cols, 4 * n * cols / 256, 2 * n * cols / 16
 	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
-		return n * kpad, 4 * n, 0
+		// The third part holds a split weight's outlier values.
+		return n * kpad, 4 * n, 4 * int64(w.lay.split.k) * int64(splitTokenStride(ntok))
 	case backend.F16:
 		return 2 * n * kpad, 0, 0
 	}
@@ -103,14 +106,17 @@ func (b *Backend) actParts(w *weight, ntok int) (xq, xd, xbs DevicePtr) {
 	return xq, xd, xbs
 }
 
-// matmul enqueues the activation quantization and the product (device
-// thread).
+// matmul enqueues the activation quantization and the product, then for
+// a weight split into outlier columns the float part (device thread).
 func (b *Backend) matmul(d *activation, w *weight, x *activation) error {
 	if err := b.matmulStage(w, x); err != nil {
 		return err
 	}
 	xq, xd, xbs := b.actParts(w, x.rows)
-	return b.product(d, w, x.rows, xq, xd, xbs)
+	if err := b.product(d, w, x.rows, xq, xd, xbs); err != nil {
+		return err
+	}
+	return b.outlierAdd(d, w, x.rows, xbs)
 }
 
 // matmulStage quantizes x for w into the activation scratch.
@@ -133,7 +139,9 @@ func (b *Backend) matmulStage(w *weight, x *activation) error {
 		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).ptr(xq).ptr(xd).ptr(xbs)
 	case backend.W8, backend.FP8, backend.Ternary, backend.Binary:
 		qk, grid = kernels.QuantW8, Dim3{X: uint32(ntok), Y: 1, Z: 1}
-		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).i64(lay.kpad).f32(w.actScale).ptr(xq).ptr(xd)
+		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).i64(lay.kpad).f32(w.actScale)
+		w.splitQuantArgs(a, xbs, ntok)
+		a.ptr(xq).ptr(xd)
 	case backend.F16:
 		qk, grid = kernels.ConvertF16, Dim3{X: cdiv(lay.kpad, 256), Y: uint32(ntok), Z: 1}
 		a.ptr(x.ptr()).i64(x.ld).i64(w.cols).i64(lay.kpad).ptr(xq)

@@ -54,6 +54,9 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 		if err := checkRowWeight(w); err != nil {
 			return nil, fmt.Errorf("upload weight %s: %w", w.Name, err)
 		}
+		if err := lay.addSplit(len(w.OutlierCols)); err != nil {
+			return nil, fmt.Errorf("upload weight %s: %w", w.Name, err)
+		}
 	}
 	rb, _ := backend.RowBytes(w.Type, w.Cols)
 	if err := b.enter("upload"); err != nil {
@@ -99,6 +102,10 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 				}
 			}
 		}
+		if err := b.uploadSplit(t, w); err != nil {
+			_ = b.free(t.buf)
+			return err
+		}
 		return nil
 	})
 	if err != nil {
@@ -110,15 +117,11 @@ func (b *Backend) Upload(w *backend.Weight) (backend.Tensor, error) {
 // checkRowWeight applies the CPU backend's checks to a row-format weight
 // (the same quant functions, so both backends accept the same weights):
 // rows no longer than the int32 sums hold exactly, a static activation
-// scale that is finite with a finite inverse, and no code the kernels do
-// not handle (a ternary 3, an FP8 NaN). Weights split into outlier
-// columns, which only the CPU backend runs, are refused.
+// scale that is finite with a finite inverse, no code the kernels do not
+// handle (a ternary 3, an FP8 NaN), and for a weight split into outlier
+// columns, quant.CheckOutliers (columns increasing and in range, finite
+// F16 weights, the code of a zero weight in those columns).
 func checkRowWeight(w *backend.Weight) error {
-	if len(w.OutlierCols) > 0 {
-		// The kernels have no float side product for LLM.int8()'s outlier
-		// columns: without it the output would silently miss them.
-		return fmt.Errorf("%d outlier columns (an LLM.int8() split): not supported by the CUDA backend", len(w.OutlierCols))
-	}
 	if w.Cols > quant.MaxRowCols {
 		return fmt.Errorf("rows of %d elements, at most %d supported", w.Cols, quant.MaxRowCols)
 	}
@@ -127,7 +130,13 @@ func checkRowWeight(w *backend.Weight) error {
 			return err
 		}
 	}
-	return quant.CheckRowData(w.Type, w.Data, w.Rows, w.Cols)
+	if err := quant.CheckRowData(w.Type, w.Data, w.Rows, w.Cols); err != nil {
+		return err
+	}
+	if len(w.OutlierCols) == 0 && len(w.OutlierW) == 0 {
+		return nil
+	}
+	return quant.CheckOutliers(w.Type, w.Data, w.Rows, w.Cols, w.OutlierCols, w.OutlierW)
 }
 
 // oomError says what could not be allocated, how much it needed and how
@@ -211,5 +220,8 @@ func (b *Backend) dequant(w *weight, ids DevicePtr, row0, n int, y DevicePtr, ld
 	default:
 		return fmt.Errorf("dequantize %v: unsupported type", w)
 	}
-	return b.launch(k, Dim3{X: cdiv(w.cols, 256), Y: uint32(n), Z: 1})
+	if err := b.launch(k, Dim3{X: cdiv(w.cols, 256), Y: uint32(n), Z: 1}); err != nil {
+		return err
+	}
+	return b.dequantSplit(w, ids, row0, n, y, ldy)
 }

@@ -52,6 +52,17 @@ import (
 // (kernels/rowfmt.cu). BINARY rows are 128-element multiples so that a
 // row is whole 16-byte loads. The row formats' activations are per-token
 // int8 (qi_quant_w8), padded with zeros to the weight's kpad.
+//
+// A row-format weight split into k outlier columns (LLM.int8(),
+// docs/formats.md) has three more arrays after the parts
+// (upload_outliers.go, kernels/outliers.cu):
+//
+//	ocols  int32 [k]        the outlier columns, increasing
+//	omask  u32 [kpad/32]    bit c%32 of word c/32 set for each column c
+//	ow     half [k][ldo]    the F16 weights, transposed: column j's rows
+//	                        together (ldo = rows rounded up to 64, zeros
+//	                        past rows), so that the block of 64 rows
+//	                        qi_outlier_add stages is whole 16-byte copies
 type layout struct {
 	typ   backend.DType
 	rows  int
@@ -59,6 +70,7 @@ type layout struct {
 	kpad  int
 	parts []part
 	size  int64
+	split split
 }
 
 // part is one array of a layout: rows of rowBytes at byte offset off.

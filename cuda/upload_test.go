@@ -392,10 +392,31 @@ func TestCheckRowWeight(t *testing.T) {
 	w.Data[2*16+5] |= 3 << 4
 	assert.ErrorContains(t, checkRowWeight(w), "TERNARY row 2 element 22 has the invalid code 3")
 
+	// Split weights (LLM.int8() outlier columns) pass quant.CheckOutliers,
+	// as on the CPU backend.
+	for _, typ := range quant.RowFormats {
+		vals := make([]float32, 4*64)
+		for i := range vals {
+			vals[i] = float32(rng.NormFloat64())
+		}
+		ocols := []int32{3, 40}
+		data, scales, ow, err := quant.QuantizeRowsSplit(typ, vals, 4, 64, ocols)
+		require.NoError(t, err)
+		w = &backend.Weight{Name: "w", Type: typ, Rows: 4, Cols: 64, Data: data, RowScales: scales, OutlierCols: ocols, OutlierW: ow}
+		require.NoError(t, w.Validate())
+		require.NoError(t, checkRowWeight(w), "%v split", typ)
+		w.OutlierW[5] = 0x7c00 // +Inf
+		assert.ErrorContains(t, checkRowWeight(w), "outlier weight of row 2 column 40 is +Inf", "%v", typ)
+	}
 	w = good(backend.W8, 4, 64)
 	w.OutlierCols, w.OutlierW = []int32{3, 40}, make([]uint16, 8)
+	clear(w.Data)
 	require.NoError(t, w.Validate())
-	assert.ErrorContains(t, checkRowWeight(w), "2 outlier columns (an LLM.int8() split): not supported by the CUDA backend")
+	require.NoError(t, checkRowWeight(w))
+	w.Data[3] = 5
+	assert.ErrorContains(t, checkRowWeight(w), "W8 row 0: outlier column 3 has a non-zero code")
+	w.Data[3], w.Data[64+40] = 0, 0x80
+	assert.ErrorContains(t, checkRowWeight(w), "W8 row 1: outlier column 40 has a non-zero code")
 
 	cols := quant.MaxRowCols + 8
 	w = &backend.Weight{Name: "long", Type: backend.Binary, Rows: 1, Cols: cols, Data: make([]byte, cols/8), RowScales: []float32{1}}

@@ -40,7 +40,7 @@ type Arch struct {
 var Archs = []Arch{{Name: "compute_61", CC: 61}, {Name: "compute_80", CC: 80}}
 
 // Modules are the kernel sources (kernels/<module>.cu), in load order.
-var Modules = []string{"quantize", "gemv", "gemm", "ops", "attention", "rowfmt"}
+var Modules = []string{"quantize", "gemv", "gemm", "ops", "attention", "rowfmt", "outliers"}
 
 // HashHeader starts the first line of every PTX file.
 const HashHeader = "// qinfer-source-sha256: "

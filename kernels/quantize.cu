@@ -103,6 +103,14 @@ QI_ENTRY(256) qi_quant_q8_k(const float* x, i64 ldx, i64 cols, int8_t* xq, float
   if (lane == 0) xd[t * (cols / 256) + sb] = __fdiv_rn(1.0f, iscale);
 }
 
+// QW_MASK_WORDS is the largest outlier mask qi_quant_w8 stages: rows of
+// quant.MaxRowCols (2^17) elements, which the host enforces.
+#define QW_MASK_WORDS (131072 / 32)
+
+// qw_outlier reports whether column k is an outlier channel: set in the
+// staged mask of a split weight, never without one.
+QI_DEV bool qw_outlier(const unsigned* msk, bool split, i64 k) { return split && (msk[k >> 5] >> (k & 31) & 1u) != 0; }
+
 // qi_quant_w8 quantizes each token to int8 with one scale, for every row
 // format (W8, FP8, TERNARY, BINARY): quant.QuantizeTokenInt8 when
 // act_scale is 0 (dynamic), quant.QuantizeTokenInt8Static with act_scale
@@ -117,11 +125,29 @@ QI_ENTRY(256) qi_quant_q8_k(const float* x, i64 ldx, i64 cols, int8_t* xq, float
 //     finite, quant.CheckActScale).
 //   - q = qi_w8_code(x, id): the product, the clamp to ±127 (NaN to -127),
 //     rounding halfway cases to even.
+// A weight split into outlier columns (LLM.int8(), docs/formats.md)
+// passes omask, bit c%32 of word c/32 set for each outlier column c (kpad/32
+// words), and its nout columns ocols: those channels are left out of
+// max|x| and get code 0 (quant.QuantizeTokenInt8Split and
+// quant.QuantizeTokenInt8StaticSplit; the other codes do not depend on
+// them once id is known), and their values are copied to xo[j][t] (row
+// stride ldxo), which qi_outlier_add reads. The mask is staged in shared
+// memory first, with every word's load in flight at once: a decode step
+// finds it in DRAM. A null omask is the unsplit definition above,
+// unchanged.
 // Grid (ntok), 256 threads.
-QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act_scale, int8_t* xq, float* xd) {
+QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act_scale, const unsigned* omask,
+                          const int* ocols, i64 nout, float* xo, i64 ldxo, int8_t* xq, float* xd) {
   __shared__ float red[8];
+  __shared__ unsigned msk[QW_MASK_WORDS];
   const i64 t = blockIdx.x;
   const float* src = x + t * ldx;
+  const bool split = omask != nullptr;
+  if (split) {
+    for (i64 i = threadIdx.x; i < kpad / 32; i += 256) msk[i] = (unsigned)qi_ld4(omask + i);
+    for (i64 j = threadIdx.x; j < nout; j += 256) xo[j * ldxo + t] = src[qi_ldi(ocols + j)];
+    QI_SYNC();
+  }
   float id, d;
   bool zero = false;
   if (act_scale > 0.0f) {
@@ -129,7 +155,11 @@ QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act
     id = __fdiv_rn(1.0f, act_scale);
   } else {
     float amax = 0.0f;
-    for (i64 k = threadIdx.x; k < cols; k += 256) amax = qi_max_nan(amax, fabsf(src[k]));
+    for (i64 k = threadIdx.x; k < cols; k += 256) {
+      // Skipped, not zeroed: a NaN or an infinity in an outlier channel
+      // must not reach the scale.
+      if (!qw_outlier(msk, split, k)) amax = qi_max_nan(amax, fabsf(src[k]));
+    }
     amax = qi_warp_max_nan(amax);
     if (qi_lane() == 0) red[qi_warp()] = amax;
     QI_SYNC();
@@ -141,7 +171,8 @@ QI_ENTRY(256) qi_quant_w8(const float* x, i64 ldx, i64 cols, i64 kpad, float act
     d = zero ? 0.0f : __fdiv_rn(amax, 127.0f);
   }
   int8_t* q = xq + t * kpad;
-  for (i64 k = threadIdx.x; k < kpad; k += 256) q[k] = (int8_t)(k < cols && !zero ? qi_w8_code(src[k], id) : 0);
+  for (i64 k = threadIdx.x; k < kpad; k += 256)
+    q[k] = (int8_t)(k < cols && !zero && !qw_outlier(msk, split, k) ? qi_w8_code(src[k], id) : 0);
   if (threadIdx.x == 0) xd[t] = d;
 }
 

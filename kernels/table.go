@@ -45,9 +45,12 @@ func All() []*Kernel { return append([]*Kernel(nil), all...) }
 
 // Activation quantization (quantize.cu).
 var (
-	QuantQ8_0  = def("quantize", "qi_quant_q8_0", 256, "PIIIPP")
-	QuantQ8_K  = def("quantize", "qi_quant_q8_k", 256, "PIIPPP")
-	QuantW8    = def("quantize", "qi_quant_w8", 256, "PIIIFPP")
+	QuantQ8_0 = def("quantize", "qi_quant_q8_0", 256, "PIIIPP")
+	QuantQ8_K = def("quantize", "qi_quant_q8_k", 256, "PIIPPP")
+	// QuantW8: (x, ldx, cols, kpad, act_scale, omask, ocols, nout, xo,
+	// ldxo, xq, xd); omask, ocols and xo 0 and nout 0 for a weight
+	// without outlier columns.
+	QuantW8    = def("quantize", "qi_quant_w8", 256, "PIIIFPPIPIPP")
 	ConvertF16 = def("quantize", "qi_convert_f16", 256, "PIIIP")
 	ConvertF32 = def("quantize", "qi_convert_f32", 256, "PIIIP")
 )
@@ -148,6 +151,25 @@ var (
 	DequantFP8     = def("rowfmt", "qi_dequant_fp8", 256, "PPPPIIIIP")
 	DequantTernary = def("rowfmt", "qi_dequant_ternary", 256, "PPPPIIIIP")
 	DequantBinary  = def("rowfmt", "qi_dequant_binary", 256, "PPPPIIIIP")
+)
+
+// LLM.int8() outlier columns of split row-format weights (outliers.cu):
+// the float part added after the int8 product, (xo, ldxo, ow, k, ldo, y,
+// ldy, rows, ntok) with xo the outlier values QuantW8 copied, and the
+// outlier columns of dequantized rows, (ids, ocols, ow, k, ldo, y, ldy,
+// rows), after the format's dequantization.
+var (
+	OutlierAdd      = def("outliers", "qi_outlier_add", OutlierRows, "PIPIIPIII")
+	DequantOutliers = def("outliers", "qi_dequant_outliers", 256, "PPPIIPII")
+)
+
+// OutlierAdd's grid: a block of OutlierRows threads covers OutlierRows
+// rows x OutlierTokens tokens. The weights' row stride (ldo) is a
+// multiple of OutlierRows and the outlier values' (ldxo) a multiple of
+// OutlierTokens.
+const (
+	OutlierRows   = 64
+	OutlierTokens = 8
 )
 
 // GEMM tiles of the FP8 kernel: its three digit planes take three times

@@ -180,7 +180,8 @@ func TestQuantW8MatchesCPU(t *testing.T) {
 				xp := v.upload(f32bytes(x))
 				// One extra token's worth of output, which must stay poisoned.
 				xq, xd := v.alloc((ntok+1)*kpad), v.alloc(4*(ntok+1))
-				require.NoError(t, v.launch(kernels.QuantW8, cuda.Dim3{X: uint32(ntok), Y: 1, Z: 1}, xp, ldx, cols, kpad, act, xq, xd))
+				require.NoError(t, v.launch(kernels.QuantW8, cuda.Dim3{X: uint32(ntok), Y: 1, Z: 1}, xp, ldx, cols, kpad, act,
+					cuda.DevicePtr(0), cuda.DevicePtr(0), 0, cuda.DevicePtr(0), 0, xq, xd))
 				q, d := v.read(xq, (ntok+1)*kpad), v.read(xd, 4*(ntok+1))
 				for tk, row := range toks {
 					want := make([]int8, cols)

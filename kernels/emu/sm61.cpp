@@ -18,6 +18,7 @@ namespace qi_emu_sm61 {
 #include "../ops.cu"
 #include "../attention.cu"
 #include "../rowfmt.cu"
+#include "../outliers.cu"
 
 const Entry entries[] = {
 #include "kernels.inc"
