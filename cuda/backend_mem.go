@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"qinfer/host/backend"
 )
@@ -47,7 +48,7 @@ func (a *activation) contiguous() bool { return a.ld == a.cols || a.rows == 1 }
 
 // maxActivation bounds rows*cols (64 GiB of float32), which also keeps
 // every index the kernels compute within int64.
-const maxActivation = 1 << 34
+const maxActivation = min(1<<34, math.MaxInt) // math.MaxInt on 32-bit platforms
 
 func (b *Backend) NewActivation(name string, rows, cols int) (backend.Tensor, error) {
 	if rows <= 0 || cols <= 0 || rows > maxActivation/cols {

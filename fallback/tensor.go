@@ -3,6 +3,7 @@ package fallback
 import (
 	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"qinfer/fallback/kernels"
@@ -111,7 +112,7 @@ func (c *CPU) Upload(w *backend.Weight) (backend.Tensor, error) {
 
 // maxElements bounds an activation so that rows*cols neither overflows
 // nor asks for an absurd allocation (64 GiB of float32).
-const maxElements = 1 << 34
+const maxElements = min(1<<34, math.MaxInt) // math.MaxInt on 32-bit platforms
 
 func (c *CPU) NewActivation(name string, rows, cols int) (backend.Tensor, error) {
 	if rows <= 0 || cols <= 0 || rows > maxElements/cols {
