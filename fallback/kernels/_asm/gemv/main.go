@@ -171,7 +171,6 @@ func gemv() {
 	TEXT(name, NOSPLIT, "func(w *byte, wstride, rows int, xp *byte, nb int, dst *float32)")
 	Doc(name+" sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights wstride bytes",
 		"apart and one activation row of nb blocks laid out by gemvActsAVX2.")
-	block := q8Block
 	w := Load(Param("w"), GP64())
 	ws := Load(Param("wstride"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -182,65 +181,20 @@ func gemv() {
 	VPBROADCASTD(gen.Splat8("signbit8", 0x80).Offset(0), g.flip)
 	VMOVDQU64(scaleIndex("q8scaleidx", 0, q8Block/2), g.idx)
 
-	for _, nr := range []int{4, 1} {
-		loop, next := fmt.Sprintf("rows%d", nr), fmt.Sprintf("rows%d_done", nr)
-		Label(loop)
-		CMPQ(rows, Imm(uint64(nr)))
-		JL(LabelRef(next))
-		g.xp = Load(Param("xp"), GP64())
-		n := Load(Param("nb"), GP64())
-		wp := GP64()
-		MOVQ(w, wp)
-		acc := make([]reg.VecVirtual, nr)
-		for r := range acc {
-			acc[r] = YMM()
-			VPXORD(acc[r], acc[r], acc[r])
-		}
-		// The next group of rows follows this one in memory: prefetch it
-		// at the pace this group is read (nr pairs of blocks per
-		// iteration), across the page boundaries where the hardware
-		// prefetchers stop.
-		var pf reg.GPVirtual
-		if nr == 4 {
-			pf = GP64()
-			LEAQ(Mem{Base: w, Index: ws, Scale: 4}, pf)
-		}
-		pairs := GP64()
-		MOVQ(n, pairs)
-		SHRQ(Imm(1), pairs)
-		JZ(LabelRef(fmt.Sprintf("tail%d", nr)))
-		Label(fmt.Sprintf("pair%d", nr))
-		if nr == 4 {
-			gen.Prefetch(pf, 0, 4*2*block)
-			ADDQ(U32(uint64(4*2*block)), pf)
-		}
-		for r := 0; r < nr; r++ {
-			g.pair(r, wp, acc[r])
-		}
-		ADDQ(Imm(uint64(2*block)), wp)
-		ADDQ(U32(pSize), g.xp)
-		DECQ(pairs)
-		JNZ(LabelRef(fmt.Sprintf("pair%d", nr)))
-		Label(fmt.Sprintf("tail%d", nr))
-		TESTQ(U32(1), n)
-		JZ(LabelRef(fmt.Sprintf("store%d", nr)))
-		for r := 0; r < nr; r++ {
-			g.tail(r, wp, acc[r])
-		}
-		Label(fmt.Sprintf("store%d", nr))
-		for r := 0; r < nr; r++ {
-			VMOVSS(gen.HsumPS8X(acc[r]), Mem{Base: dst, Disp: 4 * r})
-		}
-		ADDQ(Imm(uint64(4*nr)), dst)
-		if nr == 4 {
-			LEAQ(Mem{Base: w, Index: ws, Scale: 4}, w)
-		} else {
-			ADDQ(ws, w)
-		}
-		SUBQ(Imm(uint64(nr)), rows)
-		JMP(LabelRef(loop))
-		Label(next)
-	}
+	g.rowLoop(w, ws, rows, dst, rowKernel{
+		zero: func(acc reg.VecVirtual) { VPXORD(acc, acc, acc) },
+		pair: func(nr int, wp reg.Register, acc []reg.VecVirtual) {
+			for r := 0; r < nr; r++ {
+				g.pair(r, wp, acc[r])
+			}
+		},
+		tail: func(nr int, wp reg.Register, acc []reg.VecVirtual) {
+			for r := 0; r < nr; r++ {
+				g.tail(r, wp, acc[r])
+			}
+		},
+		hsum: gen.HsumPS8X,
+	})
 	VZEROUPPER()
 	RET()
 }
@@ -273,7 +227,6 @@ func gemvAVXVNNI() {
 	TEXT(name, NOSPLIT, "func(w *byte, wstride, rows int, xp *byte, nb int, dst *float32)")
 	Doc(name+" sets dst[r] = dot(row r, x) for rows rows of Q8_0 weights wstride bytes",
 		"apart and one activation row of nb blocks laid out by gemvActsAVX2.")
-	block := q8Block
 	w := Load(Param("w"), GP64())
 	ws := Load(Param("wstride"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -283,6 +236,36 @@ func gemvAVXVNNI() {
 	g.flip = YMM()
 	VMOVDQU(gen.Splat8("signbit8", 0x80), g.flip)
 
+	g.rowLoop(w, ws, rows, dst, rowKernel{
+		zero: func(acc reg.VecVirtual) { VXORPS(acc, acc, acc) },
+		pair: func(nr int, wp reg.Register, acc []reg.VecVirtual) {
+			g.avxvnniBlock(0, nr, wp, acc)
+			g.avxvnniBlock(1, nr, wp, acc)
+		},
+		tail: func(nr int, wp reg.Register, acc []reg.VecVirtual) { g.avxvnniBlock(0, nr, wp, acc) },
+		hsum: gen.HsumPS,
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// rowKernel is what the two GEMV kernels do differently inside their
+// shared row loop.
+type rowKernel struct {
+	zero func(acc reg.VecVirtual)                            // clear a row's accumulator
+	pair func(nr int, wp reg.Register, acc []reg.VecVirtual) // add a pair of blocks of nr rows
+	tail func(nr int, wp reg.Register, acc []reg.VecVirtual) // add an odd last block
+	hsum func(acc reg.VecVirtual) reg.VecVirtual             // a row's lanes summed, in lane 0
+}
+
+// rowLoop emits the row loop of the GEMV kernels: groups of 4 rows, then
+// single rows; per group the pairs of blocks, an odd last block, and the
+// rows' sums stored to dst. The next group of rows follows this one in
+// memory: it is prefetched at the pace this group is read (nr pairs of
+// blocks per iteration), across the page boundaries where the hardware
+// prefetchers stop.
+func (g *gemvRegs) rowLoop(w, ws, rows, dst reg.Register, k rowKernel) {
+	block := q8Block
 	for _, nr := range []int{4, 1} {
 		loop, next := fmt.Sprintf("rows%d", nr), fmt.Sprintf("rows%d_done", nr)
 		Label(loop)
@@ -295,9 +278,8 @@ func gemvAVXVNNI() {
 		acc := make([]reg.VecVirtual, nr)
 		for r := range acc {
 			acc[r] = YMM()
-			VXORPS(acc[r], acc[r], acc[r])
+			k.zero(acc[r])
 		}
-		// Prefetch the next group of rows as gemv does.
 		var pf reg.GPVirtual
 		if nr == 4 {
 			pf = GP64()
@@ -312,8 +294,7 @@ func gemvAVXVNNI() {
 			gen.Prefetch(pf, 0, 4*2*block)
 			ADDQ(U32(uint64(4*2*block)), pf)
 		}
-		g.avxvnniBlock(0, nr, wp, acc)
-		g.avxvnniBlock(1, nr, wp, acc)
+		k.pair(nr, wp, acc)
 		ADDQ(Imm(uint64(2*block)), wp)
 		ADDQ(U32(pSize), g.xp)
 		DECQ(pairs)
@@ -321,10 +302,10 @@ func gemvAVXVNNI() {
 		Label(fmt.Sprintf("tail%d", nr))
 		TESTQ(U32(1), n)
 		JZ(LabelRef(fmt.Sprintf("store%d", nr)))
-		g.avxvnniBlock(0, nr, wp, acc)
+		k.tail(nr, wp, acc)
 		Label(fmt.Sprintf("store%d", nr))
 		for r := 0; r < nr; r++ {
-			VMOVSS(gen.HsumPS(acc[r]), Mem{Base: dst, Disp: 4 * r})
+			VMOVSS(k.hsum(acc[r]), Mem{Base: dst, Disp: 4 * r})
 		}
 		ADDQ(Imm(uint64(4*nr)), dst)
 		if nr == 4 {
@@ -336,6 +317,4 @@ func gemvAVXVNNI() {
 		JMP(LabelRef(loop))
 		Label(next)
 	}
-	VZEROUPPER()
-	RET()
 }
