@@ -212,6 +212,62 @@ func layerErr(il int, op string, err error) error {
 	return fmt.Errorf("blk.%d %s: %w", il, op, err)
 }
 
+// forward runs one batch through the layers layer(0..n-1) gives, each
+// with the bias of its fused q|k|v projection or nil. In the last layer
+// only the rows whose logits are wanted go on past attention (as
+// llama.cpp does), so prompt chunks skip the last feed-forward and the
+// classifier for all other rows.
+func (d *decoder) forward(b backend.Batch, logits, tokEmbd, outNorm, output backend.Tensor, n int,
+	layer func(il int) (*llamaLayer, backend.Tensor)) error {
+	if err := d.check(b, logits); err != nil {
+		return err
+	}
+	be, cfg := d.be, d.cfg
+	v, err := d.viewsFor(b.Len())
+	if err != nil {
+		return err
+	}
+	x, h := v.x, v.h
+	if err := be.Embed(x, tokEmbd, b); err != nil {
+		return fmt.Errorf("token_embd: %w", err)
+	}
+	for il := 0; il < n; il++ {
+		l, qkvBias := layer(il)
+		// Attention block: h = rmsnorm(x)*attn_norm; q,k,v; RoPE; attention.
+		if err := be.RMSNorm(h, x, l.attnNorm, cfg.NormEps); err != nil {
+			return layerErr(il, "attn_norm", err)
+		}
+		if err := l.qkv.forward(be, h, v.qkv, v.q, v.k, v.v); err != nil {
+			return layerErr(il, "attn_qkv", err)
+		}
+		if qkvBias != nil {
+			// q|k|v = W·h + b, the bias broadcast over the batch rows.
+			if err := be.Add(v.qkv, v.qkv, qkvBias); err != nil {
+				return layerErr(il, "attn_qkv_bias", err)
+			}
+		}
+		if err := d.attention(il, b, v); err != nil {
+			return err
+		}
+		if err := be.MatMul(h, l.wo, v.att); err != nil {
+			return layerErr(il, "attn_output", err)
+		}
+		if il == n-1 {
+			if x, h, v, err = d.gatherOutputs(b, x, h); err != nil || v == nil {
+				return err
+			}
+		}
+		// x += attention; then the feed-forward block.
+		if err := be.Add(x, x, h); err != nil {
+			return layerErr(il, "attn_residual", err)
+		}
+		if err := d.feedForward(il, l, x, h, v); err != nil {
+			return err
+		}
+	}
+	return d.classify(x, h, outNorm, output, logits)
+}
+
 // feedForward is the llama family's SwiGLU block with its residual:
 // x += down(silu(gate(h)) * up(h)) where h = rmsnorm(x) * ffn_norm.
 func (d *decoder) feedForward(il int, l *llamaLayer, x, h backend.Tensor, v *views) error {

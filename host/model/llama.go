@@ -106,49 +106,8 @@ func loadLlamaLayer(up *uploader, cfg Config, i int, l *llamaLayer) error {
 	return err
 }
 
-// Forward runs one batch. In the last layer only the rows whose logits
-// are wanted go on past attention (as llama.cpp does), so prompt chunks
-// skip the last feed-forward and the classifier for all other rows.
+// Forward runs one batch (decoder.forward).
 func (m *Llama) Forward(b backend.Batch, logits backend.Tensor) error {
-	if err := m.check(b, logits); err != nil {
-		return err
-	}
-	be, cfg := m.be, m.cfg
-	v, err := m.viewsFor(b.Len())
-	if err != nil {
-		return err
-	}
-	x, h := v.x, v.h
-	if err := be.Embed(x, m.tokEmbd, b); err != nil {
-		return fmt.Errorf("token_embd: %w", err)
-	}
-	for il := range m.layers {
-		l := &m.layers[il]
-		// Attention block: h = rmsnorm(x)*attn_norm; q,k,v; RoPE; attention.
-		if err := be.RMSNorm(h, x, l.attnNorm, cfg.NormEps); err != nil {
-			return layerErr(il, "attn_norm", err)
-		}
-		if err := l.qkv.forward(be, h, v.qkv, v.q, v.k, v.v); err != nil {
-			return layerErr(il, "attn_qkv", err)
-		}
-		if err := m.attention(il, b, v); err != nil {
-			return err
-		}
-		if err := be.MatMul(h, l.wo, v.att); err != nil {
-			return layerErr(il, "attn_output", err)
-		}
-		if il == len(m.layers)-1 {
-			if x, h, v, err = m.gatherOutputs(b, x, h); err != nil || v == nil {
-				return err
-			}
-		}
-		// x += attention; then the feed-forward block.
-		if err := be.Add(x, x, h); err != nil {
-			return layerErr(il, "attn_residual", err)
-		}
-		if err := m.feedForward(il, l, x, h, v); err != nil {
-			return err
-		}
-	}
-	return m.classify(x, h, m.outNorm, m.output, logits)
+	return m.forward(b, logits, m.tokEmbd, m.outNorm, m.output, len(m.layers),
+		func(il int) (*llamaLayer, backend.Tensor) { return &m.layers[il], nil })
 }

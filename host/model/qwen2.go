@@ -60,50 +60,9 @@ func buildQwen2(up *uploader, cfg Config, opt Options) (*Qwen2, error) {
 	return m, nil
 }
 
-// Forward runs one batch; see Llama.Forward, which differs only in the
+// Forward runs one batch (decoder.forward): Llama's, plus the
 // projection biases.
 func (m *Qwen2) Forward(b backend.Batch, logits backend.Tensor) error {
-	if err := m.check(b, logits); err != nil {
-		return err
-	}
-	be, cfg := m.be, m.cfg
-	v, err := m.viewsFor(b.Len())
-	if err != nil {
-		return err
-	}
-	x, h := v.x, v.h
-	if err := be.Embed(x, m.tokEmbd, b); err != nil {
-		return fmt.Errorf("token_embd: %w", err)
-	}
-	for il := range m.layers {
-		l := &m.layers[il]
-		if err := be.RMSNorm(h, x, l.attnNorm, cfg.NormEps); err != nil {
-			return layerErr(il, "attn_norm", err)
-		}
-		// q|k|v = W·h + b, the bias broadcast over the batch rows.
-		if err := l.qkv.forward(be, h, v.qkv, v.q, v.k, v.v); err != nil {
-			return layerErr(il, "attn_qkv", err)
-		}
-		if err := be.Add(v.qkv, v.qkv, l.qkvBias); err != nil {
-			return layerErr(il, "attn_qkv_bias", err)
-		}
-		if err := m.attention(il, b, v); err != nil {
-			return err
-		}
-		if err := be.MatMul(h, l.wo, v.att); err != nil {
-			return layerErr(il, "attn_output", err)
-		}
-		if il == len(m.layers)-1 {
-			if x, h, v, err = m.gatherOutputs(b, x, h); err != nil || v == nil {
-				return err
-			}
-		}
-		if err := be.Add(x, x, h); err != nil {
-			return layerErr(il, "attn_residual", err)
-		}
-		if err := m.feedForward(il, &l.llamaLayer, x, h, v); err != nil {
-			return err
-		}
-	}
-	return m.classify(x, h, m.outNorm, m.output, logits)
+	return m.forward(b, logits, m.tokEmbd, m.outNorm, m.output, len(m.layers),
+		func(il int) (*llamaLayer, backend.Tensor) { return &m.layers[il].llamaLayer, m.layers[il].qkvBias })
 }
