@@ -115,35 +115,10 @@ func (b *Backend) SetBatch(bt backend.Batch, in *backend.BatchInput) error {
 	return nil
 }
 
-// checkBatchInput validates lengths, signs and output rows.
+// checkBatchInput is the backend-independent part of SetBatch's checks.
 func checkBatchInput(capacity int, in *backend.BatchInput) error {
-	n := len(in.IDs)
-	if n == 0 {
-		return errors.New("set batch: no tokens")
-	}
-	if n > capacity {
-		return fmt.Errorf("set batch: %d tokens exceed capacity %d", n, capacity)
-	}
-	if len(in.Pos) != n || len(in.Seq) != n {
-		return fmt.Errorf("set batch: %d ids, %d positions, %d sequence ids", n, len(in.Pos), len(in.Seq))
-	}
-	if len(in.Outputs) > n {
-		return fmt.Errorf("set batch: %d output rows for %d tokens", len(in.Outputs), n)
-	}
-	for i := 0; i < n; i++ {
-		switch {
-		case in.IDs[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative id %d", i, in.IDs[i])
-		case in.Pos[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative position %d", i, in.Pos[i])
-		case in.Seq[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative sequence id %d", i, in.Seq[i])
-		}
-	}
-	for i, o := range in.Outputs {
-		if o < 0 || int(o) >= n {
-			return fmt.Errorf("set batch: output %d is row %d, outside batch of %d", i, o, n)
-		}
+	if err := in.CheckShape(capacity); err != nil {
+		return fmt.Errorf("set batch: %w", err)
 	}
 	return nil
 }

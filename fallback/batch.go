@@ -54,34 +54,10 @@ func (c *CPU) SetBatch(bt backend.Batch, in *backend.BatchInput) error {
 	if in == nil {
 		return errors.New("set batch: nil input")
 	}
+	if err := in.CheckShape(b.capacity); err != nil {
+		return fmt.Errorf("set batch: %w", err)
+	}
 	n := len(in.IDs)
-	if n == 0 {
-		return errors.New("set batch: no tokens")
-	}
-	if n > b.capacity {
-		return fmt.Errorf("set batch: %d tokens exceed capacity %d", n, b.capacity)
-	}
-	if len(in.Pos) != n || len(in.Seq) != n {
-		return fmt.Errorf("set batch: %d ids, %d positions, %d sequence ids", n, len(in.Pos), len(in.Seq))
-	}
-	if len(in.Outputs) > n {
-		return fmt.Errorf("set batch: %d output rows for %d tokens", len(in.Outputs), n)
-	}
-	for i := 0; i < n; i++ {
-		switch {
-		case in.IDs[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative id %d", i, in.IDs[i])
-		case in.Pos[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative position %d", i, in.Pos[i])
-		case in.Seq[i] < 0:
-			return fmt.Errorf("set batch: token %d has negative sequence id %d", i, in.Seq[i])
-		}
-	}
-	for i, o := range in.Outputs {
-		if o < 0 || int(o) >= n {
-			return fmt.Errorf("set batch: output %d is row %d, outside batch of %d", i, o, n)
-		}
-	}
 	b.n, b.nout = n, len(in.Outputs)
 	copy(b.ids, in.IDs)
 	copy(b.pos, in.Pos)

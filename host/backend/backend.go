@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -117,6 +118,42 @@ type BatchInput struct {
 	Pos     []int32
 	Seq     []int32
 	Outputs []int32
+}
+
+// CheckShape is what every backend's SetBatch checks, whatever the model:
+// 1..capacity tokens, as many positions and sequence ids, no negative
+// id, position or sequence, and output rows inside the batch. Validate
+// checks the model's bounds on top.
+func (b *BatchInput) CheckShape(capacity int) error {
+	n := len(b.IDs)
+	if n == 0 {
+		return errors.New("no tokens")
+	}
+	if n > capacity {
+		return fmt.Errorf("%d tokens exceed capacity %d", n, capacity)
+	}
+	if len(b.Pos) != n || len(b.Seq) != n {
+		return fmt.Errorf("%d ids, %d positions, %d sequence ids", n, len(b.Pos), len(b.Seq))
+	}
+	if len(b.Outputs) > n {
+		return fmt.Errorf("%d output rows for %d tokens", len(b.Outputs), n)
+	}
+	for i := 0; i < n; i++ {
+		switch {
+		case b.IDs[i] < 0:
+			return fmt.Errorf("token %d has negative id %d", i, b.IDs[i])
+		case b.Pos[i] < 0:
+			return fmt.Errorf("token %d has negative position %d", i, b.Pos[i])
+		case b.Seq[i] < 0:
+			return fmt.Errorf("token %d has negative sequence id %d", i, b.Seq[i])
+		}
+	}
+	for i, o := range b.Outputs {
+		if o < 0 || int(o) >= n {
+			return fmt.Errorf("output %d is row %d, outside batch of %d", i, o, n)
+		}
+	}
+	return nil
 }
 
 // Validate checks lengths and ranges against a KV configuration and a

@@ -87,3 +87,23 @@ func TestBatchInputValidate(t *testing.T) {
 		assert.ErrorContains(t, c.in.Validate(kv, 10), c.want, name)
 	}
 }
+
+func TestBatchInputCheckShape(t *testing.T) {
+	ok := BatchInput{IDs: []int32{7, 0, 3}, Pos: []int32{4, 5, 0}, Seq: []int32{0, 0, 1}, Outputs: []int32{2, 0}}
+	require.NoError(t, ok.CheckShape(3))
+	for _, c := range []struct {
+		in   BatchInput
+		want string
+	}{
+		{BatchInput{}, "no tokens"},
+		{BatchInput{IDs: make([]int32, 6), Pos: make([]int32, 6), Seq: make([]int32, 6)}, "6 tokens exceed capacity 5"},
+		{BatchInput{IDs: []int32{1}, Pos: []int32{0, 1}, Seq: []int32{0}}, "1 ids, 2 positions, 1 sequence ids"},
+		{BatchInput{IDs: []int32{-1}, Pos: []int32{0}, Seq: []int32{0}}, "token 0 has negative id -1"},
+		{BatchInput{IDs: []int32{1}, Pos: []int32{-2}, Seq: []int32{0}}, "token 0 has negative position -2"},
+		{BatchInput{IDs: []int32{1, 2}, Pos: []int32{0, 1}, Seq: []int32{0, -1}}, "token 1 has negative sequence id -1"},
+		{BatchInput{IDs: []int32{1}, Pos: []int32{0}, Seq: []int32{0}, Outputs: []int32{1}}, "output 0 is row 1, outside batch of 1"},
+		{BatchInput{IDs: []int32{1}, Pos: []int32{0}, Seq: []int32{0}, Outputs: []int32{0, 0}}, "2 output rows for 1 tokens"},
+	} {
+		assert.EqualError(t, c.in.CheckShape(5), c.want)
+	}
+}
