@@ -45,7 +45,7 @@ func (e *Engine) Perplexity(ids []int32, n int) (PPL, error) {
 	}
 	first := n / 2
 	nChunks := len(ids) / n
-	var acc nllAcc
+	var acc NLLAcc
 	chunk := make([]int32, n)
 	// rowTarget[r] is the token that output row r of the step predicts.
 	rowTarget := make([]int32, 0, e.maxBatch)
@@ -82,12 +82,12 @@ func (e *Engine) Perplexity(ids []int32, n int) (PPL, error) {
 			}
 		}
 	}
-	return acc.result(nChunks), nil
+	return acc.Result(nChunks), nil
 }
 
 // scoreStep evaluates the host batch and adds the NLL of each output
 // row's target token.
-func (e *Engine) scoreStep(targets []int32, acc *nllAcc) error {
+func (e *Engine) scoreStep(targets []int32, acc *NLLAcc) error {
 	logits, err := e.run()
 	if err != nil {
 		return err
@@ -111,7 +111,7 @@ func (e *Engine) scoreStep(targets []int32, acc *nllAcc) error {
 	}
 	wg.Wait()
 	for _, v := range nll {
-		acc.add(v)
+		acc.Add(v)
 	}
 	return nil
 }
@@ -162,21 +162,23 @@ func sumExp(logits []float32, maxL float32) float64 {
 	return sum
 }
 
-// nllAcc accumulates negative log-likelihoods and their squares.
-type nllAcc struct {
+// NLLAcc accumulates negative log-likelihoods and their squares, for
+// llama-perplexity's estimate (Result). The zero value is empty.
+type NLLAcc struct {
 	n         int
 	sum, sum2 float64
 }
 
-func (a *nllAcc) add(v float64) {
+// Add adds one position's negative log-likelihood.
+func (a *NLLAcc) Add(v float64) {
 	a.n++
 	a.sum += v
 	a.sum2 += v * v
 }
 
-// result computes llama.cpp's final estimate: PPL = exp(mean) and the
-// uncertainty sqrt(var/(n-1)) * PPL.
-func (a *nllAcc) result(chunks int) PPL {
+// Result computes llama.cpp's final estimate: PPL = exp(mean) and the
+// uncertainty sqrt(var/(n-1)) * PPL, over chunks chunks.
+func (a *NLLAcc) Result(chunks int) PPL {
 	if a.n == 0 {
 		return PPL{Chunks: chunks}
 	}

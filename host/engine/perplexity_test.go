@@ -52,12 +52,12 @@ func TestLogSoftmaxClosedForm(t *testing.T) {
 func TestNLLAccumulator(t *testing.T) {
 	// llama.cpp: PPL = exp(mean), +/- = sqrt(var/(n-1)) * PPL with the
 	// population variance.
-	var a nllAcc
+	var a NLLAcc
 	vals := []float64{2, 4, 4, 4, 5, 5, 7, 9} // mean 5, population variance 4
 	for _, v := range vals {
-		a.add(v)
+		a.Add(v)
 	}
-	p := a.result(3)
+	p := a.Result(3)
 	assert.InDelta(t, 5, p.NLL, 1e-12)
 	assert.InDelta(t, math.Exp(5), p.Value, 1e-9)
 	assert.InDelta(t, math.Sqrt(4.0/7)*math.Exp(5), p.StdErr, 1e-9)

@@ -3,10 +3,10 @@ package quantize
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 
 	"qinfer/host/backend"
+	"qinfer/host/engine"
 	"qinfer/host/model"
 )
 
@@ -93,7 +93,7 @@ func Compare(base, m model.Model, be backend.Backend, ids []int32, n int, bos in
 	chunks := len(ids) / n
 	var kld []float64
 	var same int
-	var accB, accM nllAcc
+	var accB, accM engine.NLLAcc
 	chunk := make([]int32, n)
 	for c := 0; c < chunks; c++ {
 		copy(chunk, ids[c*n:(c+1)*n])
@@ -118,8 +118,8 @@ func Compare(base, m model.Model, be backend.Backend, ids []int32, n int, bos in
 			if st.sameTop {
 				same++
 			}
-			accB.add(st.nllBase)
-			accM.add(st.nll)
+			accB.Add(st.nllBase)
+			accM.Add(st.nll)
 		}
 		if progress != nil {
 			progress(c+1, chunks)
@@ -130,36 +130,16 @@ func Compare(base, m model.Model, be backend.Backend, ids []int32, n int, bos in
 	}
 	return &Comparison{
 		Chunks: chunks, Ctx: n, Scored: len(kld),
-		Base: accB.result(), Model: accM.result(),
+		Base: perplexity(&accB), Model: perplexity(&accM),
 		KLD:  summarize(kld),
 		Top1: float64(same) / float64(len(kld)),
 	}, nil
 }
 
-// nllAcc accumulates negative log-likelihoods and their squares.
-type nllAcc struct {
-	n         int
-	sum, sum2 float64
-}
-
-func (a *nllAcc) add(v float64) {
-	a.n++
-	a.sum += v
-	a.sum2 += v * v
-}
-
-// result is llama-perplexity's estimate: exp(mean) and
-// sqrt(var/(n-1)) * exp(mean).
-func (a *nllAcc) result() Perplexity {
-	if a.n == 0 {
-		return Perplexity{}
-	}
-	mean := a.sum / float64(a.n)
-	p := Perplexity{Value: math.Exp(mean), NLL: mean}
-	if v := a.sum2/float64(a.n) - mean*mean; v > 0 && a.n > 1 {
-		p.StdErr = math.Sqrt(v/float64(a.n-1)) * p.Value
-	}
-	return p
+// perplexity converts the engine's estimate to the comparison's fields.
+func perplexity(a *engine.NLLAcc) Perplexity {
+	p := a.Result(0)
+	return Perplexity{Value: p.Value, StdErr: p.StdErr, NLL: p.NLL}
 }
 
 // summarize returns the mean, median, 99th percentile and maximum, the
