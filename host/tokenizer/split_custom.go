@@ -44,20 +44,7 @@ func (v *pieceView) flags(pos int) cptFlags {
 // splitGPT2 implements `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
 // ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`.
 func splitGPT2(cpts []rune, offsets []int) []int {
-	out := make([]int, 0, len(offsets))
-	start := 0
-	for _, n := range offsets {
-		v := pieceView{cpts: cpts, ini: start, end: start + n}
-		start += n
-		prev := v.ini
-		emit := func(end int) int {
-			l := end - prev
-			if l > 0 {
-				out = append(out, l)
-			}
-			prev = end
-			return l
-		}
+	return splitPieces(cpts, offsets, func(v pieceView, emit func(end int) int) {
 		for pos := v.ini; pos < v.end; {
 			c := v.cpt(pos)
 			f := v.flags(pos)
@@ -130,8 +117,7 @@ func splitGPT2(cpts []rune, offsets []int) []int {
 			pos++
 			emit(pos)
 		}
-	}
-	return out
+	})
 }
 
 // isOther is [^\s\p{L}\p{N}] for a position inside the piece.
@@ -142,20 +128,7 @@ func isOther(f cptFlags) bool {
 // splitLlama3 implements `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|
 // \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
 func splitLlama3(cpts []rune, offsets []int) []int {
-	out := make([]int, 0, len(offsets))
-	start := 0
-	for _, n := range offsets {
-		v := pieceView{cpts: cpts, ini: start, end: start + n}
-		start += n
-		prev := v.ini
-		emit := func(end int) int {
-			l := end - prev
-			if l > 0 {
-				out = append(out, l)
-			}
-			prev = end
-			return l
-		}
+	return splitPieces(cpts, offsets, func(v pieceView, emit func(end int) int) {
 		for pos := v.ini; pos < v.end; {
 			c := v.cpt(pos)
 			f := v.flags(pos)
@@ -249,6 +222,27 @@ func splitLlama3(cpts []rune, offsets []int) []int {
 			pos++
 			emit(pos)
 		}
+	})
+}
+
+// splitPieces runs split over each piece the offsets give (lengths, in
+// order) and returns the lengths of the pieces it emits: emit(end) ends
+// the current piece at end and returns its length (0 pieces are dropped).
+func splitPieces(cpts []rune, offsets []int, split func(v pieceView, emit func(end int) int)) []int {
+	out := make([]int, 0, len(offsets))
+	start := 0
+	for _, n := range offsets {
+		v := pieceView{cpts: cpts, ini: start, end: start + n}
+		start += n
+		prev := v.ini
+		split(v, func(end int) int {
+			l := end - prev
+			if l > 0 {
+				out = append(out, l)
+			}
+			prev = end
+			return l
+		})
 	}
 	return out
 }
