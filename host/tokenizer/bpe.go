@@ -76,27 +76,7 @@ func (t *Tokenizer) mergeWord(out []int32, word string) []int32 {
 		}
 		q.push(bpeBigram{left: left, right: right, rank: rank, size: l.n + r.n})
 	}
-	for i := 1; i < len(syms); i++ {
-		tryAdd(i-1, i)
-	}
-	for q.len() > 0 {
-		b := q.pop()
-		l, r := &syms[b.left], &syms[b.right]
-		// Skip candidates made stale by an earlier merge. (llama.cpp
-		// compares the texts; a left symbol only grows by absorbing its
-		// right neighbour, so unchanged sizes mean unchanged texts.)
-		if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
-			continue
-		}
-		l.n += r.n
-		r.n = 0
-		l.next = r.next
-		if r.next >= 0 {
-			syms[r.next].prev = b.left
-		}
-		tryAdd(l.prev, b.left)
-		tryAdd(b.left, l.next)
-	}
+	mergeBigrams(syms, &q, tryAdd)
 
 	for i := 0; i != -1; i = syms[i].next {
 		s := syms[i]

@@ -28,6 +28,43 @@ func charSymbols(text string) []symbol {
 	return syms
 }
 
+// bigram is a merge candidate: symbols left and right, whose merged span
+// is size bytes long.
+type bigram interface {
+	span() (left, right, size int)
+}
+
+func (b bpeBigram) span() (int, int, int) { return b.left, b.right, b.size }
+func (b spmBigram) span() (int, int, int) { return b.left, b.right, b.size }
+
+// mergeBigrams is the merge loop of both families: every adjacent pair
+// is offered to tryAdd (which pushes the pairs the vocabulary has onto
+// q), then the best candidate still current is merged and its new
+// neighbours offered, until none is left. A candidate is stale when
+// either side was merged away or its size changed: llama.cpp compares
+// the texts, but a left symbol only grows by absorbing its right
+// neighbour, so unchanged sizes mean unchanged texts.
+func mergeBigrams[B bigram](syms []symbol, q *bigramHeap[B], tryAdd func(left, right int)) {
+	for i := 1; i < len(syms); i++ {
+		tryAdd(i-1, i)
+	}
+	for q.len() > 0 {
+		left, right, size := q.pop().span()
+		l, r := &syms[left], &syms[right]
+		if l.n == 0 || r.n == 0 || l.n+r.n != size {
+			continue
+		}
+		l.n += r.n
+		r.n = 0
+		l.next = r.next
+		if r.next >= 0 {
+			syms[r.next].prev = left
+		}
+		tryAdd(l.prev, left)
+		tryAdd(left, l.next)
+	}
+}
+
 // bigramHeap is a binary heap of merge candidates. It exists instead of
 // container/heap because boxing every candidate in an interface costs an
 // allocation per push, which dominated tokenization time.

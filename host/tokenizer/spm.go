@@ -51,25 +51,7 @@ func (t *Tokenizer) encodeSPM(out []int32, fragment string, spacePrefix bool) ([
 		}
 		q.push(spmBigram{left: left, right: right, score: t.scores[id], size: len(piece)})
 	}
-	for i := 1; i < len(syms); i++ {
-		tryAdd(i-1, i)
-	}
-	for q.len() > 0 {
-		b := q.pop()
-		l, r := &syms[b.left], &syms[b.right]
-		// Skip candidates made stale by an earlier merge.
-		if l.n == 0 || r.n == 0 || l.n+r.n != b.size {
-			continue
-		}
-		l.n += r.n
-		r.n = 0
-		l.next = r.next
-		if r.next >= 0 {
-			syms[r.next].prev = b.left
-		}
-		tryAdd(l.prev, b.left)
-		tryAdd(b.left, l.next)
-	}
+	mergeBigrams(syms, &q, tryAdd)
 
 	if len(syms) == 0 {
 		return out, nil
